@@ -1,0 +1,47 @@
+# mufin-kit. Two commands on a fresh machine:
+#   make reproduce   # all notebooks on the embedded default data -> runs/<id>/ (+ figures/)
+#   make test        # unit tests + notebooks under nbval at smoke size
+# Both create .venv and install the pinned stack on first use; re-running does not reinstall.
+PYTHON ?= python3
+VENV   ?= .venv
+PRESET ?= default
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: reproduce smoke test test-fast test-slow lab bench clean-runs help
+
+help:
+	@echo "make reproduce [PRESET=default|smoke|paper] | make test | make test-fast | make lab | make bench"
+
+# Reinstalls only when pyproject.toml or constraints.txt changed since the last install.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/mufin run --preset $(PRESET)
+
+smoke: $(STAMP)
+	$(BIN)/mufin run --preset smoke
+
+# Unit tests, then every notebook executed by nbval (--nbval-lax: outputs are not compared) at smoke size.
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax -m "not slow" tests notebooks
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" tests
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m slow tests
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/curation_throughput.py
+
+clean-runs:
+	rm -rf runs/

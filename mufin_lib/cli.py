@@ -1,0 +1,38 @@
+"""`mufin`: the kit's command line.
+
+    mufin run ...              execute the notebooks (see mufin_lib.run)
+    mufin data verify NAME     check a dataset's files against data_manifest/NAME.yaml
+    mufin data list            list the datasets of the manifest
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import run as run_mod
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mufin", description="mufin-kit: reproduce MUFIN (CVPR 2022)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rp = sub.add_parser("run", help="execute the notebooks with papermill under runs/<run-id>/")
+    run_mod.add_run_arguments(rp)
+    dp = sub.add_parser("data", help="dataset registry (data_manifest/)")
+    dsub = dp.add_subparsers(dest="data_cmd", required=True)
+    vp = dsub.add_parser("verify", help="check a dataset's files (existence, size, SHA-256)")
+    vp.add_argument("dataset")
+    vp.add_argument("--path", help="where the dataset lies (default: the manifest's location)")
+    dsub.add_parser("list", help="list the datasets")
+    args = ap.parse_args(argv)
+    if args.cmd == "run":
+        return run_mod.run_command(args)
+    from .data import manifest
+    if args.data_cmd == "list":
+        for name, desc in manifest.list_datasets():
+            print(f"{name:28s} {desc}")
+        return 0
+    return manifest.verify_command(args.dataset, args.path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

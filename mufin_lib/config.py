@@ -1,0 +1,190 @@
+"""Typed parameters: the notebooks' `parameters` cells, presets (presets/*.yaml) and their validation.
+
+A notebook declares its parameters as flat, typed assignments in the cell tagged `parameters`
+(defaults = smoke size). The runner reads those declarations with `ast` (never by executing the
+notebook), so a preset or a `-p key=value` that names an undeclared parameter is refused before
+anything runs (papermill itself only warns), and every value is checked against the default's type.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .paths import NOTEBOOKS_DIR, PRESETS_DIR
+
+# Injected by the runner into every notebook; notebooks declare them too, so JupyterLab works alone.
+RUNNER_PARAMETERS = ("run_dir",)
+
+
+class ConfigError(ValueError):
+    """Bad preset, parameter or notebook selection; the message names it and the valid choices."""
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    path: Path
+    number: str  # "01"
+    name: str  # "01_curate_dataset"
+    parameters: dict[str, Any] = field(default_factory=dict)  # name -> default (typed)
+
+
+def parameters_cell(nb_path: Path) -> tuple[int, str]:
+    nb = json.loads(Path(nb_path).read_text())
+    for i, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = cell["source"]
+            return i, "".join(src) if isinstance(src, list) else src
+    raise ConfigError(f"{nb_path}: no code cell tagged 'parameters' (every notebook must declare one)")
+
+
+def read_parameters(nb_path: Path) -> dict[str, Any]:
+    """name -> default value of the notebook's parameters cell (flat literal assignments only)."""
+    idx, src = parameters_cell(nb_path)
+    try:
+        tree = ast.parse(src)
+    except SyntaxError as e:
+        raise ConfigError(f"{nb_path}: parameters cell (cell {idx}) line {e.lineno}: {e.msg}") from e
+    params: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        else:
+            raise ConfigError(f"{nb_path}: parameters cell line {node.lineno}: expected `name: type = literal`")
+        try:
+            params[name] = ast.literal_eval(value)
+        except ValueError as e:
+            raise ConfigError(f"{nb_path}: parameters cell line {node.lineno}: `{name}` must be a literal") from e
+    return params
+
+
+def discover_notebooks(directory: Path = NOTEBOOKS_DIR) -> list[NotebookSpec]:
+    specs = []
+    for p in sorted(directory.glob("[0-9][0-9]_*.ipynb")):
+        specs.append(NotebookSpec(p, p.name[:2], p.stem, read_parameters(p)))
+    return specs
+
+
+def select_notebooks(specs: list[NotebookSpec], only: str | None) -> list[NotebookSpec]:
+    if not only:
+        return specs
+    by_key = {s.number: s for s in specs} | {s.name: s for s in specs}
+    chosen = []
+    for key in [k.strip() for k in only.split(",") if k.strip()]:
+        key = key.removesuffix(".ipynb")
+        if key not in by_key:
+            valid = ", ".join(s.name for s in specs)
+            raise ConfigError(f"no notebook '{key}' (--only takes numbers or names; valid: {valid})")
+        if by_key[key] not in chosen:
+            chosen.append(by_key[key])
+    return sorted(chosen, key=lambda s: s.name)
+
+
+def type_name(default: Any) -> str:
+    return type(default).__name__
+
+
+def coerce(name: str, default: Any, value: Any, source: str) -> Any:
+    """Check `value` against the type of `default`. Strings (from -p) are parsed; YAML values are checked."""
+    want = type(default)
+    err = ConfigError(f"{source}: parameter '{name}' expects {want.__name__} (default {default!r}), got {value!r}")
+    if isinstance(value, str) and want is not str:
+        if want is bool:
+            low = value.strip().lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise err
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise err from None
+    if want is bool:
+        if isinstance(value, bool):
+            return value
+        raise err
+    if want is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise err
+        return value
+    if want is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise err
+        return float(value)
+    if want is str:
+        if isinstance(value, (dict, list)):
+            raise err
+        return str(value)
+    if want in (list, tuple, dict):
+        if not isinstance(value, want):
+            raise err
+        return value
+    return value
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"no preset '{name}' (valid: {', '.join(available_presets())})")
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown = set(data) - {"description", "common", "notebooks"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (expected description, common, notebooks)")
+    return data
+
+
+def resolve_parameters(
+    specs: list[NotebookSpec],
+    selected: list[NotebookSpec],
+    preset: str | None,
+    overrides: list[str],
+) -> dict[str, dict[str, Any]]:
+    """Final parameters per selected notebook: defaults < preset common < preset per-notebook < -p."""
+    all_names = sorted({k for s in specs for k in s.parameters})
+    final = {s.name: {} for s in selected}
+    if preset:
+        data = load_preset(preset)
+        src = str(PRESETS_DIR / f"{preset}.yaml")
+        for key, value in (data.get("common") or {}).items():
+            if key not in all_names:
+                raise ConfigError(f"{src}: common parameter '{key}' is declared by no notebook (valid: {', '.join(all_names)})")
+            for s in selected:
+                if key in s.parameters:
+                    final[s.name][key] = coerce(key, s.parameters[key], value, src)
+        by_key = {s.number: s for s in specs} | {s.name: s for s in specs}
+        for nb_key, values in (data.get("notebooks") or {}).items():
+            nb_key = str(nb_key).zfill(2) if str(nb_key).isdigit() else str(nb_key)
+            if nb_key not in by_key:
+                raise ConfigError(f"{src}: no notebook '{nb_key}' (valid: {', '.join(s.name for s in specs)})")
+            spec = by_key[nb_key]
+            for key, value in (values or {}).items():
+                if key not in spec.parameters:
+                    raise ConfigError(f"{src}: notebook {spec.name} has no parameter '{key}' "
+                                      f"(valid: {', '.join(sorted(spec.parameters))})")
+                if spec.name in final:
+                    final[spec.name][key] = coerce(key, spec.parameters[key], value, src)
+    sel_names = sorted({k for s in selected for k in s.parameters if k not in RUNNER_PARAMETERS})
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"-p {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key in RUNNER_PARAMETERS:
+            raise ConfigError(f"-p {key}: set by the runner, not by a parameter")
+        if key not in sel_names:
+            raise ConfigError(f"-p {key}: no selected notebook declares '{key}' (valid parameters: {', '.join(sel_names)})")
+        for s in selected:
+            if key in s.parameters:
+                final[s.name][key] = coerce(key, s.parameters[key], value, f"-p {key}")
+    return final

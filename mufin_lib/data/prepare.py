@@ -1,0 +1,93 @@
+"""One entry point for stage 01: get a dataset in the XC layout from any source."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..paths import CACHE_DIR, atomic_write, resolve
+from .curate import CurateParams, curate_to_dir
+from .images import ImageStore
+from .synthetic import GENERATOR_VERSION, SIZES, SyntheticParams, generate
+from .xc import XCDataset, read_xc
+
+SOURCES = ("synthetic", "amazon-json", "xc-dir")
+
+
+@dataclass
+class DataParams:
+    source: str = "synthetic"  # synthetic | amazon-json | xc-dir
+    path: str = ""  # amazon-json: file(s), comma-separated; xc-dir: a dataset directory
+    size: str = "smoke"  # synthetic: smoke | default | a number of products
+    seed: int = 0
+    test_fraction: float = 0.3
+    clean_titles: bool = True
+    with_images: bool = True
+
+
+def synthetic_dir(p: SyntheticParams) -> Path:
+    tag = "" if p.with_images else "-noimg"
+    return CACHE_DIR / "datasets" / f"synthetic-{p.n_products}-seed{p.seed}-v{GENERATOR_VERSION}{tag}"
+
+
+def get_synthetic(size: str | int, seed: int = 0, with_images: bool = True, test_fraction: float = 0.3) -> Path:
+    """The synthetic catalogue, generated once into the cache (synthetic.json, written last, marks it complete)."""
+    size = int(size) if str(size).isdigit() else size
+    if isinstance(size, str) and size not in SIZES:
+        raise ValueError(f"synthetic size '{size}': expected one of {', '.join(SIZES)} or a number of products")
+    p = SyntheticParams.for_size(size, seed=seed, with_images=with_images, test_fraction=test_fraction)
+    out = synthetic_dir(p)
+    if not (out / "synthetic.json").exists():
+        if out.exists():
+            shutil.rmtree(out)  # an interrupted generation: start again
+        tmp = out.with_name(out.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        generate(tmp, p)
+        tmp.rename(out)
+    return out
+
+
+def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
+    """Returns the dataset and a description (written to stage/dataset.json, which later stages read)."""
+    if params.source not in SOURCES:
+        raise ValueError(f"source '{params.source}': expected one of {', '.join(SOURCES)}")
+    report = None
+    if params.source == "synthetic":
+        root = get_synthetic(params.size, params.seed, params.with_images, params.test_fraction)
+    elif params.source == "amazon-json":
+        if not params.path:
+            raise ValueError("source 'amazon-json' needs path= one or more metadata files (comma-separated)")
+        files = [resolve(p.strip()) for p in params.path.split(",") if p.strip()]
+        root = stage / "xc"
+        _, rep = curate_to_dir(files, root, CurateParams(params.test_fraction, params.seed, params.clean_titles))
+        report = rep.__dict__
+    else:
+        if not params.path:
+            raise ValueError("source 'xc-dir' needs path= a directory in the XC layout (e.g. MM-AmazonTitles-300K)")
+        root = resolve(params.path)
+    ds = read_xc(root)
+    store = ImageStore.from_dir(root)
+    n_img = np.array([store.count(u) for u in ds.uids["label"]])
+    stats = ds.stats() | {"avg_images_per_product": round(float(n_img.mean()), 2),
+                          "products_without_image": int((n_img == 0).sum()),
+                          "products_without_title": int(sum(1 for t in ds.titles["label"] if not t))}
+    synthetic = (root / "synthetic.json").exists()
+    info = {"source": params.source, "path": str(root), "synthetic": synthetic,
+            "data_label": "synthetic" if synthetic else root.name, "params": params.__dict__,
+            "stats": stats, "curation_report": report, "image_read_report": store.report.as_dict()}
+    with atomic_write(stage / "dataset.json") as f:
+        json.dump(info, f, indent=2)
+    return ds, info
+
+
+def load_prepared(run_stage_root: Path) -> tuple[XCDataset, dict]:
+    """For later stages: the dataset that stage 01 prepared in this run."""
+    f = Path(run_stage_root) / "dataset" / "dataset.json"
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: missing; run notebook 01_curate_dataset first (mufin run --only 01)")
+    info = json.loads(f.read_text())
+    return read_xc(info["path"]), info

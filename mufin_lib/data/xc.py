@@ -1,0 +1,189 @@
+"""The Extreme Classification Repository layout, read and written exactly as released.
+
+    raw_data/{train,test,label}.raw.txt   one `UID->title` line per row (row order = index)
+    trn_X_Y.txt, tst_X_Y.txt              header `N L`, then one line per point: `label:value ...` (0-based)
+    filter_labels_{train,test}.txt        `row col` lines removed from truth AND predictions before metrics
+    img.urls.txt                          `UID<TAB>URL`, several lines per UID allowed
+    images/{train,test,label}.img.bin     `UID<TAB>base64(JPEG)` (or one images/img.bin for all UIDs)
+
+The validation split is not a file: it is carved from train deterministically (seed) by `carve_validation`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..paths import atomic_write
+
+SPLITS = ("train", "test", "label")
+XY_FILE = {"train": "trn_X_Y.txt", "test": "tst_X_Y.txt"}
+
+
+class XCFormatError(ValueError):
+    pass
+
+
+@dataclass
+class XCDataset:
+    root: Path
+    uids: dict[str, list[str]]  # split -> UIDs in row order ("train", "test", "label")
+    titles: dict[str, list[str]]
+    Y: dict[str, sp.csr_matrix]  # "train", "test": points x labels
+    filters: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (k, 2) int rows/cols
+    image_urls: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.uids["label"])
+
+    def stats(self) -> dict:
+        """Dataset statistics in the layout of the paper's dataset table."""
+        Ytr, Yte = self.Y["train"], self.Y["test"]
+        lab_freq = np.asarray(Ytr.sum(0)).ravel()
+        out = {
+            "N_train": Ytr.shape[0], "N_test": Yte.shape[0], "L": self.num_labels,
+            "avg_labels_per_point": round(float(Ytr.getnnz(1).mean()) if Ytr.shape[0] else 0.0, 2),
+            "avg_points_per_label": round(float(lab_freq.mean()) if len(lab_freq) else 0.0, 2),
+            "labels_without_train_point": int((lab_freq == 0).sum()),
+        }
+        return out
+
+
+def _read_raw(path: Path) -> tuple[list[str], list[str]]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (expected one `UID->title` line per row)")
+    uids, titles = [], []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if "->" not in line:
+                raise XCFormatError(f"{path}: line {i}: expected `UID->title`, got {line[:80]!r}")
+            uid, title = line.split("->", 1)
+            uids.append(uid)
+            titles.append(title)
+    return uids, titles
+
+
+def read_xy(path: Path, n_labels: int | None = None) -> sp.csr_matrix:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (expected header `N L`, then `label:value` lines)")
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().split()
+        if len(header) != 2 or not all(h.isdigit() for h in header):
+            raise XCFormatError(f"{path}: line 1: expected header `N L`, got {' '.join(header)!r}")
+        n, L = map(int, header)
+        if n_labels is not None and L != n_labels:
+            raise XCFormatError(f"{path}: line 1: header says {L} labels, label.raw.txt has {n_labels}")
+        indptr, indices, data = [0], [], []
+        for i, line in enumerate(f, 2):
+            for tok in line.split():
+                try:
+                    lab, val = tok.split(":") if ":" in tok else (tok, "1")
+                    lab, val = int(lab), float(val)
+                except ValueError:
+                    raise XCFormatError(f"{path}: line {i}: expected `label:value` pairs, got {tok!r}") from None
+                if not 0 <= lab < L:
+                    raise XCFormatError(f"{path}: line {i}: label {lab} outside 0..{L - 1}")
+                indices.append(lab)
+                data.append(val)
+            indptr.append(len(indices))
+    if len(indptr) - 1 != n:
+        raise XCFormatError(f"{path}: header says {n} points, file has {len(indptr) - 1} lines")
+    Y = sp.csr_matrix((np.asarray(data, np.float32), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
+                      shape=(n, L))
+    Y.sum_duplicates()
+    return Y
+
+
+def write_xy(path: Path, Y: sp.csr_matrix) -> None:
+    Y = sp.csr_matrix(Y)
+    with atomic_write(path) as f:
+        f.write(f"{Y.shape[0]} {Y.shape[1]}\n")
+        for i in range(Y.shape[0]):
+            s, e = Y.indptr[i], Y.indptr[i + 1]
+            f.write(" ".join(f"{c}:{v:g}" for c, v in zip(Y.indices[s:e], Y.data[s:e])) + "\n")
+
+
+def read_filter(path: Path) -> np.ndarray:
+    if not path.exists():
+        return np.zeros((0, 2), np.int64)
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
+                raise XCFormatError(f"{path}: line {i}: expected `row col`, got {line.strip()!r}")
+            rows.append((int(parts[0]), int(parts[1])))
+    return np.asarray(rows, np.int64).reshape(-1, 2)
+
+
+def read_urls(path: Path) -> dict[str, list[str]]:
+    urls: dict[str, list[str]] = {}
+    if not path.exists():
+        return urls
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            if "\t" not in line:
+                raise XCFormatError(f"{path}: line {i}: expected `UID<TAB>URL`")
+            uid, url = line.split("\t", 1)
+            urls.setdefault(uid, []).append(url)
+    return urls
+
+
+def read_xc(root: str | Path) -> XCDataset:
+    """Read a dataset directory in the released layout (e.g. the real MM-AmazonTitles-300K)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory (expected an XC dataset: raw_data/, trn_X_Y.txt, ...)")
+    uids, titles = {}, {}
+    for split in SPLITS:
+        uids[split], titles[split] = _read_raw(root / "raw_data" / f"{split}.raw.txt")
+    L = len(uids["label"])
+    Y = {s: read_xy(root / XY_FILE[s], L) for s in ("train", "test")}
+    for s in ("train", "test"):
+        if Y[s].shape[0] != len(uids[s]):
+            raise XCFormatError(f"{root / XY_FILE[s]}: {Y[s].shape[0]} points but raw_data/{s}.raw.txt has {len(uids[s])} lines")
+    filters = {s: read_filter(root / f"filter_labels_{s}.txt") for s in ("train", "test")}
+    for s, fl in filters.items():
+        if len(fl) and (fl[:, 0].max() >= Y[s].shape[0] or fl[:, 1].max() >= L):
+            raise XCFormatError(f"{root}/filter_labels_{s}.txt: a (row, col) lies outside {Y[s].shape}")
+    return XCDataset(root, uids, titles, Y, filters, read_urls(root / "img.urls.txt"))
+
+
+def _clean_field(s: str) -> str:
+    return " ".join(s.split())  # one line per row: no newlines or tabs inside a title
+
+
+def write_xc(ds: XCDataset, root: str | Path) -> None:
+    root = Path(root)
+    for split in SPLITS:
+        with atomic_write(root / "raw_data" / f"{split}.raw.txt") as f:
+            for uid, title in zip(ds.uids[split], ds.titles[split]):
+                if "->" in uid or "\n" in uid or "\t" in uid:
+                    raise XCFormatError(f"UID {uid!r} ({split}) contains '->', a tab or a newline")
+                f.write(f"{uid}->{_clean_field(title)}\n")
+    for s in ("train", "test"):
+        write_xy(root / XY_FILE[s], ds.Y[s])
+        with atomic_write(root / f"filter_labels_{s}.txt") as f:
+            for r, c in np.asarray(ds.filters.get(s, np.zeros((0, 2), np.int64))):
+                f.write(f"{r} {c}\n")
+    with atomic_write(root / "img.urls.txt") as f:
+        for uid, urls in ds.image_urls.items():
+            for u in urls:
+                f.write(f"{uid}\t{u}\n")
+
+
+def carve_validation(n_train: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) of train, deterministic in (n_train, fraction, seed)."""
+    rng = np.random.default_rng([seed, 7])
+    perm = rng.permutation(n_train)
+    n_val = int(round(n_train * fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])

@@ -1,0 +1,60 @@
+"""Figures, named after the paper's labels where one exists; saved atomically as PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .paths import atomic_path
+
+
+def save(fig, path: Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    return path
+
+
+def label_frequency(Y_train, title: str = ""):
+    """Log-log plot of label frequency against rank (head and tail)."""
+    freq = np.sort(np.asarray(Y_train.sum(0)).ravel())[::-1]
+    freq = freq[freq > 0]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.loglog(np.arange(1, len(freq) + 1), freq, ".", ms=3)
+    ax.set_xlabel("label rank")
+    ax.set_ylabel("training points per label")
+    ax.set_title(title or "label frequency")
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def product_grid(ds, store, uids: list[str], split: str = "label", n_images: int = 4, title: str = ""):
+    """One row per product: its first images and its title."""
+    titles = dict(zip(ds.uids[split], ds.titles[split]))
+    fig, axes = plt.subplots(len(uids), n_images, figsize=(1.6 * n_images, 1.7 * len(uids)), squeeze=False)
+    for r, uid in enumerate(uids):
+        ims = store.get(uid)[:n_images] if store is not None else []
+        for c in range(n_images):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(ims):
+                ax.imshow(ims[c])
+        axes[r, 0].set_title((titles.get(uid) or "(no title)")[:60], fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def bar_metrics(df, metric_cols: list[str], label_col: str, title: str = ""):
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    x = np.arange(len(metric_cols))
+    w = 0.8 / max(1, len(df))
+    for i, (_, row) in enumerate(df.iterrows()):
+        ax.bar(x + i * w, [row[m] for m in metric_cols], w, label=str(row[label_col]))
+    ax.set_xticks(x + w * (len(df) - 1) / 2, metric_cols)
+    ax.set_ylabel("%")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig

@@ -1,0 +1,224 @@
+"""The runner: executes the numbered notebooks headless with papermill, under one run directory.
+
+    mufin run --preset smoke                 # every notebook, smoke size
+    mufin run --preset default --only 01,03  # a subset
+    mufin run -p seed=3 -p size=2000         # single overrides (validated, type-checked)
+    mufin run --resume <run-id>              # continue from the first unfinished notebook
+
+Everything a run produces lives in runs/<run-id>/: executed notebooks, each stage's outputs, and
+run.json (provenance: git commit, preset, final parameters, package versions, device, timings, status).
+Also `python -m mufin_lib.run ...` (same arguments).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .config import (ConfigError, available_presets, discover_notebooks, resolve_parameters,
+                     select_notebooks)
+from .paths import PROJECT_ROOT, RUNS_DIR, atomic_write
+
+KEY_PACKAGES = ("mufin-kit", "torch", "torchvision", "timm", "sentence-transformers", "transformers", "faiss-cpu",
+                "faiss-gpu", "numpy", "scipy", "pandas", "scikit-learn", "papermill", "napkinxc", "pillow")
+
+
+class NotebookFailed(RuntimeError):
+    pass
+
+
+def stage_dir(run_dir: str, stage: str) -> Path:
+    """Where a notebook writes a stage's outputs. `run_dir` comes from the runner; opened alone in
+    JupyterLab (run_dir == "") the notebook uses runs/interactive/."""
+    root = Path(run_dir) if run_dir else RUNS_DIR / "interactive"
+    out = root / stage
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args):
+        r = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def device_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpu_count": os.cpu_count()}
+    try:
+        import torch
+        info["cuda"] = torch.cuda.is_available()
+        info["torch_threads"] = torch.get_num_threads()
+        if info["cuda"]:
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception as e:  # provenance must not stop a run
+        info["torch_error"] = repr(e)
+    return info
+
+
+def now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def write_run_json(run_path: Path, record: dict) -> None:
+    with atomic_write(run_path / "run.json") as f:
+        json.dump(record, f, indent=2)
+
+
+def new_run_id(preset: str | None) -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{preset or 'custom'}"
+
+
+def execute(record: dict, run_path: Path, log=print) -> dict:
+    """Run every notebook of `record` whose status is not 'ok', in order; stop at the first failure."""
+    import papermill as pm
+
+    specs = {s.name: s for s in discover_notebooks()}
+    todo = [n for n in record["notebooks"] if record["notebooks"][n]["status"] != "ok"]
+    total = len(record["notebooks"])
+    out_dir = run_path / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_run = time.time()
+    for name in todo:
+        entry = record["notebooks"][name]
+        if name not in specs:
+            raise ConfigError(f"run {record['run_id']}: notebook {name} no longer exists in notebooks/")
+        pos = list(record["notebooks"]).index(name) + 1
+        log(f"[{pos}/{total}] {name} ... (run elapsed {time.time() - t_run:.0f} s)")
+        entry.update(status="running", start=now(), end=None, duration_s=None, error=None)
+        write_run_json(run_path, record)
+        params = dict(entry["parameters"], run_dir=str(run_path))
+        final = out_dir / f"{name}.ipynb"
+        partial = out_dir / f"{name}.partial.ipynb"  # papermill saves as it goes: never under the final name
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(specs[name].path), str(partial), parameters=params, kernel_name="python3",
+                                cwd=str(specs[name].path.parent), progress_bar=sys.stderr.isatty(),
+                                log_output=False)
+        except pm.PapermillExecutionError as e:
+            entry.update(status="failed", end=now(), duration_s=round(time.time() - t0, 2),
+                         error={"cell_index": e.cell_index, "ename": e.ename, "evalue": e.evalue})
+            os.replace(partial, out_dir / f"{name}.failed.ipynb")
+            record["status"] = "failed"
+            write_run_json(run_path, record)
+            raise NotebookFailed(f"{name} failed in cell {e.cell_index}: {e.ename}: {e.evalue}\n"
+                                 f"  executed copy: {out_dir / (name + '.failed.ipynb')}\n"
+                                 f"  after fixing: mufin run --resume {record['run_id']}") from None
+        except BaseException:
+            entry.update(status="interrupted", end=now(), duration_s=round(time.time() - t0, 2))
+            record["status"] = "interrupted"
+            write_run_json(run_path, record)
+            raise
+        os.replace(partial, final)
+        entry.update(status="ok", end=now(), duration_s=round(time.time() - t0, 2), output=str(final.relative_to(run_path)))
+        write_run_json(run_path, record)
+        log(f"    ok in {entry['duration_s']:.1f} s")
+    record.update(status="ok", end=now())
+    write_run_json(run_path, record)
+    return record
+
+
+def start_run(preset: str | None, only: str | None, overrides: list[str], run_id: str | None = None) -> tuple[dict, Path]:
+    """Validate everything, then create runs/<id>/run.json. Raises ConfigError before anything runs."""
+    specs = discover_notebooks()
+    if not specs:
+        raise ConfigError("notebooks/ holds no NN_*.ipynb notebook")
+    selected = select_notebooks(specs, only)
+    params = resolve_parameters(specs, selected, preset, overrides)
+    run_id = run_id or new_run_id(preset)
+    run_path = RUNS_DIR / run_id
+    if (run_path / "run.json").exists():
+        raise ConfigError(f"run '{run_id}' exists already ({run_path}); use --resume {run_id} or another --run-id")
+    run_path.mkdir(parents=True, exist_ok=True)
+    seeds = {v.get("seed") for v in params.values() if "seed" in v} | {s.parameters["seed"] for s in selected
+                                                                         if "seed" in s.parameters and "seed" not in params[s.name]}
+    record = {
+        "run_id": run_id, "preset": preset, "only": only, "overrides": overrides,
+        "seed": sorted(seeds)[0] if len(seeds) == 1 else sorted(seeds),
+        "git": git_commit(), "packages": package_versions(), "device": device_info(),
+        "command": sys.argv, "start": now(), "end": None, "status": "created",
+        "notebooks": {s.name: {"status": "pending", "parameters": {**{k: v for k, v in s.parameters.items() if k != "run_dir"},
+                                                                    **params[s.name]}}
+                      for s in selected},
+    }
+    write_run_json(run_path, record)
+    return record, run_path
+
+
+def resume_run(run_id: str) -> tuple[dict, Path]:
+    run_path = RUNS_DIR / run_id
+    if not (run_path / "run.json").exists():
+        known = [q.parent.name for q in RUNS_DIR.glob("*/run.json")] if RUNS_DIR.exists() else []
+        raise ConfigError(f"no run '{run_id}' under {RUNS_DIR} (runs with run.json: {', '.join(sorted(known)) or 'none'})")
+    record = json.loads((run_path / "run.json").read_text())
+    record.setdefault("resumed", []).append(now())
+    return record, run_path
+
+
+def add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--preset", help=f"named preset from presets/ ({', '.join(available_presets())})")
+    ap.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 01,03")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one parameter (must be declared by a selected notebook)")
+    ap.add_argument("--run-id", help="name of the run directory under runs/ (default: timestamp-preset)")
+    ap.add_argument("--resume", metavar="RUN_ID", help="continue a run from its first unfinished notebook")
+    ap.add_argument("--list", action="store_true", help="list notebooks and their parameters, then exit")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        if args.list:
+            for s in discover_notebooks():
+                print(s.name)
+                for k, v in s.parameters.items():
+                    print(f"    {k}: {type(v).__name__} = {v!r}")
+            return 0
+        if args.resume:
+            if args.preset or args.param or args.only or args.run_id:
+                raise ConfigError("--resume continues a run with its recorded parameters: "
+                                  "it takes no --preset, -p, --only or --run-id")
+            record, run_path = resume_run(args.resume)
+        else:
+            record, run_path = start_run(args.preset, args.only, args.param, args.run_id)
+    except ConfigError as e:
+        print(f"mufin run: error: {e}", file=sys.stderr)
+        return 2
+    print(f"run {record['run_id']} -> {run_path}")
+    try:
+        execute(record, run_path)
+    except (NotebookFailed, ConfigError) as e:
+        print(f"mufin run: {e}", file=sys.stderr)
+        return 1
+    print(f"done: {run_path / 'run.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mufin_lib.run", description=__doc__.split("\n")[0])
+    add_run_arguments(ap)
+    return run_command(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
