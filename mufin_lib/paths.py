@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+# Tests point these at temporary folders.
+NOTEBOOKS_DIR = Path(os.environ.get("MUFIN_NOTEBOOKS_DIR", PROJECT_ROOT / "notebooks")).resolve()
 PRESETS_DIR = PROJECT_ROOT / "presets"
 MANIFEST_DIR = PROJECT_ROOT / "data_manifest"
 FIGURES_DIR = PROJECT_ROOT / "figures"

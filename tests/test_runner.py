@@ -1,0 +1,119 @@
+"""The papermill runner: validation before anything runs, run.json, failure and --resume."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mufin_lib.config import ConfigError, coerce, discover_notebooks, resolve_parameters, select_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_nb(path: Path, params: str, body: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def nbdir(tmp_path):
+    d = tmp_path / "nbs"
+    d.mkdir()
+    log = tmp_path / "log.txt"
+    flag = tmp_path / "flag"
+    make_nb(d / "01_first.ipynb", f'n: int = 1\nlog: str = "{log}"\nrun_dir: str = ""',
+            "open(log, 'a').write(f'01 n={n}\\n')")
+    make_nb(d / "02_flaky.ipynb", f'flag: str = "{flag}"\nrun_dir: str = ""',
+            "import os\nif not os.path.exists(flag):\n    raise RuntimeError('flag file missing')\n"
+            f"open('{log}', 'a').write('02\\n')")
+    make_nb(d / "03_last.ipynb", 'rate: float = 0.5\nname: str = "x"\nrun_dir: str = ""',
+            f"open('{log}', 'a').write(f'03 rate={{rate}}\\n')")
+    return d, log, flag
+
+
+def mufin(nbdir, tmp_path, *args):
+    env = dict(os.environ, MUFIN_NOTEBOOKS_DIR=str(nbdir), MUFIN_RUNS_DIR=str(tmp_path / "runs"))
+    return subprocess.run([sys.executable, "-m", "mufin_lib.run", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_unknown_parameter_is_refused_naming_valid_ones(nbdir, tmp_path):
+    d, log, _ = nbdir
+    r = mufin(d, tmp_path, "-p", "no_such_param=1")
+    assert r.returncode == 2
+    assert "no_such_param" in r.stderr
+    for name in ("n", "flag", "rate", "name"):
+        assert name in r.stderr.split("valid parameters:")[1]
+    assert not log.exists(), "nothing may run when a parameter is refused"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_mistyped_value_and_unknown_notebook_and_preset(nbdir, tmp_path):
+    d, log, _ = nbdir
+    r = mufin(d, tmp_path, "-p", "n=abc")
+    assert r.returncode == 2 and "'n' expects int" in r.stderr
+    r = mufin(d, tmp_path, "--only", "07")
+    assert r.returncode == 2 and "no notebook '07'" in r.stderr and "01_first" in r.stderr
+    r = mufin(d, tmp_path, "--preset", "nope")
+    assert r.returncode == 2 and "no preset 'nope'" in r.stderr and "smoke" in r.stderr
+    assert not log.exists()
+
+
+def test_failure_then_resume_finishes_the_rest(nbdir, tmp_path):
+    d, log, flag = nbdir
+    r = mufin(d, tmp_path, "--run-id", "r1", "-p", "n=7", "-p", "rate=2")
+    assert r.returncode == 1
+    assert "02_flaky failed" in r.stderr and "flag file missing" in r.stderr and "--resume r1" in r.stderr
+    run = json.loads((tmp_path / "runs/r1/run.json").read_text())
+    assert [v["status"] for v in run["notebooks"].values()] == ["ok", "failed", "pending"]
+    assert run["notebooks"]["02_flaky"]["error"]["ename"] == "RuntimeError"
+    assert (tmp_path / "runs/r1/notebooks/01_first.ipynb").exists()
+    assert (tmp_path / "runs/r1/notebooks/02_flaky.failed.ipynb").exists()
+    assert not (tmp_path / "runs/r1/notebooks/02_flaky.ipynb").exists()
+    assert log.read_text() == "01 n=7\n"
+    flag.write_text("")
+    r = mufin(d, tmp_path, "--resume", "r1")
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == "01 n=7\n02\n03 rate=2.0\n"  # 01 not run again; recorded parameters reused
+    run = json.loads((tmp_path / "runs/r1/run.json").read_text())
+    assert run["status"] == "ok" and all(v["status"] == "ok" for v in run["notebooks"].values())
+    assert run["notebooks"]["03_last"]["parameters"] == {"rate": 2.0, "name": "x"}
+    assert {"git", "packages", "device", "seed", "start", "end"} <= set(run)
+    assert all(v["duration_s"] is not None for v in run["notebooks"].values())
+
+
+def test_run_writes_nothing_into_notebooks(nbdir, tmp_path):
+    d, log, flag = nbdir
+    flag.write_text("")
+    before = sorted(p.name for p in d.iterdir())
+    r = mufin(d, tmp_path, "--only", "01,03", "--run-id", "r2")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in d.iterdir()) == before
+    assert log.read_text() == "01 n=1\n03 rate=0.5\n"
+    out = nbformat.read(tmp_path / "runs/r2/notebooks/03_last.ipynb", as_version=4)
+    assert any("run_dir" in "".join(c.source) for c in out.cells if "injected-parameters" in c.metadata.get("tags", []))
+
+
+def test_coerce_types():
+    assert coerce("x", 1, "3", "t") == 3
+    assert coerce("x", 1.0, "3", "t") == 3.0
+    assert coerce("x", True, "false", "t") is False
+    assert coerce("x", "a", "b", "t") == "b"
+    with pytest.raises(ConfigError):
+        coerce("x", 1, "1.5", "t")
+    with pytest.raises(ConfigError):
+        coerce("x", True, 1, "t")
+
+
+def test_presets_are_valid_for_the_real_notebooks():
+    specs = discover_notebooks()
+    assert specs, "notebooks/ must hold numbered notebooks"
+    for preset in ("smoke", "default", "paper"):
+        resolve_parameters(specs, select_notebooks(specs, None), preset, [])
