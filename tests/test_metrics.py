@@ -1,0 +1,41 @@
+"""Metrics on hand-computed cases (the napkinXC cross-check comes with Module IV's metrics issue)."""
+import numpy as np
+import scipy.sparse as sp
+
+from mufin_lib.metrics import evaluate, inv_propensity, recall_at_k
+
+
+def test_hand_computed_precision_ndcg_and_filter():
+    Y = sp.csr_matrix(np.array([[1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 1, 0]], np.float32))
+    S = sp.csr_matrix(np.array([[0.9, 0.8, 0.1, 0, 0], [0.2, 0.1, 0.9, 0, 0], [0, 0, 0, 0.5, 0]], np.float32))
+    m = evaluate(S, Y, ks=(1, 3))
+    assert m["P@1"] == round(100 * 2 / 3, 4)  # points 0 and 2 hit at rank 1
+    assert m["P@3"] == round(100 * (2 + 1 + 1) / 9, 4)  # point 2: one prediction, a hit
+    d = 1 / np.log2([2, 3, 4])
+    nd0 = (d[0] + d[2]) / (d[0] + d[1])
+    nd1 = d[2] / d[0]
+    assert abs(m["nDCG@3"] - 100 * (nd0 + nd1 + 1) / 3) < 1e-3
+    # filtering (2, 3) removes point 2's only positive AND prediction: it still counts, with zero
+    m2 = evaluate(S, Y, filt=np.array([[2, 3]]), ks=(1,))
+    assert m2["P@1"] == round(100 * 1 / 3, 4)
+    m3 = evaluate(S, Y, filt=np.array([[0, 0]]), ks=(1,))
+    assert m3["P@1"] == round(100 * 1 / 3, 4)  # point 0's top (label 0) removed: label 1, a miss
+
+
+def test_propensity_formula_and_psp_normalisation():
+    Ytr = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [1, 0, 1], [1, 0, 0]], np.float32))
+    ip = inv_propensity(Ytr, 0.55, 1.5)
+    C = (np.log(4) - 1) * (1.5 + 1) ** 0.55
+    assert np.allclose(ip, 1 + C * (np.array([4, 1, 1]) + 1.5) ** -0.55)
+    Y = sp.csr_matrix(np.array([[1, 1, 0]], np.float32))
+    perfect = evaluate(sp.csr_matrix(np.array([[0.1, 0.9, 0]])), Y, ip, ks=(1,))
+    assert perfect["PSP@1"] == 100.0  # the rarer label first is the best achievable
+    worse = evaluate(sp.csr_matrix(np.array([[0.9, 0.1, 0]])), Y, ip, ks=(1,))
+    assert 0 < worse["PSP@1"] < 100 and worse["P@1"] == 100.0
+
+
+def test_recall():
+    Y = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 0]], np.float32))
+    S = sp.csr_matrix(np.array([[0.9, 0.0, 0.8, 0.1], [1, 0, 0, 0]], np.float32))
+    r = recall_at_k(S, Y, ks=(1, 2, 4))
+    assert r == {"R@1": 50.0, "R@2": 50.0, "R@4": 50.0}  # label 1 has score 0: not in the sparse shortlist
