@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     vp.add_argument("dataset")
     vp.add_argument("--path", help="where the dataset lies (default: the manifest's location)")
     dsub.add_parser("list", help="list the datasets")
+    ip = dsub.add_parser("images", help="build images/{train,test,label}.img.bin of an XC dataset from its img.urls.txt")
+    ip.add_argument("path")
+    ip.add_argument("--timeout", type=float, default=10.0)
+    ip.add_argument("--retries", type=int, default=2)
+    ip.add_argument("--workers", type=int, default=8)
+    ip.add_argument("--keep-top-k", type=int, default=15)
     args = ap.parse_args(argv)
     if args.cmd == "run":
         return run_mod.run_command(args)
@@ -30,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_cmd == "list":
         for name, desc in manifest.list_datasets():
             print(f"{name:28s} {desc}")
+        return 0
+    if args.data_cmd == "images":
+        from .data.images import Downloader, build_img_bin_from_urls
+        from .paths import resolve
+        rep = build_img_bin_from_urls(resolve(args.path), Downloader(timeout=args.timeout, retries=args.retries,
+                                                                     workers=args.workers), args.keep_top_k)
+        print(f"urls {rep['urls']}: {rep['outcomes']}; written {rep['written']}; failed {rep['failed']} "
+              f"(details in {args.path}/images/build_report.json)")
         return 0
     return manifest.verify_command(args.dataset, args.path)
 
