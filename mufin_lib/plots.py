@@ -58,3 +58,19 @@ def bar_metrics(df, metric_cols: list[str], label_col: str, title: str = ""):
     ax.legend(fontsize=8)
     ax.set_title(title)
     return fig
+
+
+def training_curves(histories: dict[str, list[dict]], metric: str = "val_P@1", title: str = ""):
+    """Loss (left) and a validation metric (right) per epoch, one line per run."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.3))
+    for name, h in histories.items():
+        ep = [r["epoch"] for r in h]
+        a.plot(ep, [r["loss"] for r in h], marker=".", label=name)
+        if h and metric in h[0]:
+            b.plot(ep, [r[metric] for r in h], marker=".", label=name)
+    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.grid(alpha=0.3); a.legend(fontsize=8)
+    b.set_xlabel("epoch"); b.set_ylabel(metric.replace("val_", "validation ") + " (%)"); b.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -9,9 +9,10 @@ How products are made
   colourways, and each colourway is a (colour, pattern) pair, e.g. teal + stripes.
   A collection holds 2-10 products of DIFFERENT types: a kettle, a toaster and a mug rack in one style.
 - Titles say brand, line, type and title-only details (material, size, pack): never colour or pattern.
-- Images (0-15 per product; about 10% have none) show the product's shape (one per type) filled with the
-  colourway's colour and pattern, in several views (scale, position, rotation, a detail crop), with a
-  little noise and a few misleading "lifestyle" shots. Images never show brand or line.
+- Images (0-15 per product; about 10% have none) show the line's design (a shape: 24 line names share
+  8 shapes, and every brand uses the same line names) filled with the colourway's colour and pattern, in
+  several views (scale, position, rotation, a detail crop), with a little noise and a few misleading
+  "lifestyle" shots. Images never show the brand, and the product type only in words.
 - About 2% of products have no title (they have at least one image).
 
 How also_buy is made (complementary, noisy, incomplete)
@@ -25,11 +26,11 @@ How also_buy is made (complementary, noisy, incomplete)
 
 Which signal each modality carries
 ----------------------------------
-The right labels for a point are its collection: same brand + line (title only) AND same colourway
-(image only). Title alone cannot tell the colourways of a line apart; image alone cannot tell brands
-with the same colourway apart; so text-only and image-only retrieval both lose to text+image. Types
-(in titles and as shapes in images) point to near-duplicates, which are NOT what is bought together:
-a model has to learn complementarity, as on the real data.
+The right labels for a point are its collection: same brand + line (title) AND same colourway (image
+only). Title alone cannot tell the colourways of a line apart; image alone cannot tell the brands that
+use the same design and colourway apart; so text-only and image-only retrieval both lose to text+image.
+Type words in titles point to near-duplicates (same type, other brands), which are NOT what is bought
+together: a model has to learn complementarity, as on the real data.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ from .curate import split_dataset
 from .images import encode_b64
 from .xc import write_xc
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Table 6 categories and their label counts (the weights of the category mix).
 CATEGORIES = {
@@ -93,7 +94,11 @@ SHAPES = ("circle", "square", "triangle", "hexagon", "ellipse", "diamond", "star
 MATERIALS = "stainless bamboo ceramic cotton glass recycled leather silicone aluminium wooden".split()
 DETAILS = ("2-pack", "set of 3", "large", "compact", "12 inch", "8 oz", "deluxe", "travel size", "with lid",
            "premium", "mini", "XL")
-SYLL = "ka ve lo ri ta mo zen dra qui vor pel sa nu tix bel cor fa gri hal ju lem".split()
+# Brands are compounds of everyday words (no colour words: colour is for images only).
+BRAND_HEAD = ("North Oak Maple Cedar Pine River Stone Iron Sun Star Wild Swift Bright Harbor Moss Fox Bear Hawk "
+              "Wolf Eagle Falcon Otter Willow Birch Elm Ash Hill Lake Bay Cliff Rock Sand Frost Storm Rain Cloud "
+              "Ridge Valley Meadow Prairie Canyon Summit Coast Island Forest Field Garden Orchard").split()
+BRAND_TAIL = "wood field craft works haven brook point crest gate well land mark stead ford ton vale side co".split()
 
 SIZES = {"smoke": 2_000, "default": 20_000}
 
@@ -117,12 +122,10 @@ class SyntheticParams:
 
 
 def _brand_names(rng, n):
-    names, seen = [], set()
-    while len(names) < n:
-        w = "".join(rng.choice(SYLL, size=rng.integers(2, 4))).capitalize()
-        if w not in seen:
-            seen.add(w); names.append(w)
-    return names
+    pairs = [f"{h} {t.capitalize()}" for h in BRAND_HEAD for t in BRAND_TAIL]
+    names = [pairs[i] for i in rng.permutation(len(pairs))]
+    # beyond the compounds (large catalogues), a number tells brands apart
+    return [names[i % len(names)] + ("" if i < len(names) else f" {i // len(names) + 1}") for i in range(n)]
 
 
 def generate_products(p: SyntheticParams) -> dict:
@@ -282,7 +285,7 @@ def render_image(prod: dict, i: int, k: int, seed: int, size: int = 128) -> Imag
     layer = _pattern_layer(colour, pattern, size, rng)
     if k > 0 and rng.random() < 0.25:  # detail view: the texture fills the frame
         return layer
-    shape = SHAPES[prod["ptype"][i] % len(SHAPES)]
+    shape = SHAPES[prod["line"][i] % len(SHAPES)]  # the line's design, shared by the collection
     scale = 1.0 if k == 0 else float(rng.uniform(0.6, 1.1))
     dx, dy = (0.0, 0.0) if k == 0 else rng.uniform(-size * 0.12, size * 0.12, 2)
     rot = 0.0 if k == 0 else float(rng.uniform(-0.5, 0.5))

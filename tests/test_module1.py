@@ -1,0 +1,138 @@
+"""Module I: the loss on a hand-computed case, A_S padding invariance, balanced clusters, resume."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mufin_lib.data.synthetic import SyntheticParams, generate
+from mufin_lib.data.xc import read_xc
+from mufin_lib.encoders import Embeddings
+from mufin_lib.model import ModelParams, MufinEncoder
+from mufin_lib.module1 import Module1Params, balanced_2means, make_batches, module1_loss, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_loss_hand_computed():
+    S = torch.tensor([[0.5, 0.7, 0.4], [0.1, 0.3, 0.6]])
+    P = torch.tensor([[1, 0, 0], [0, 1, 1]], dtype=torch.bool)
+    m, tau = 0.3, 0.1
+    # row 0: hardest positive 0.5; negatives 0.7, 0.4 weighted by softmax([7, 4])
+    w = [math.exp(7) / (math.exp(7) + math.exp(4)), math.exp(4) / (math.exp(7) + math.exp(4))]
+    row0 = w[0] * (m + 0.7 - 0.5) + w[1] * (m + 0.4 - 0.5)
+    # row 1: hardest positive is min(0.3, 0.6) = 0.3; one negative 0.1
+    row1 = m + 0.1 - 0.3
+    got = module1_loss(S, P, margin=m, k=2, tau=tau)
+    assert abs(float(got) - (row0 + row1) / 2) < 1e-6
+    # an excluded pair (the point's own product) is no negative
+    excl = torch.zeros_like(P)
+    excl[0, 1] = True
+    got = module1_loss(S, P, excl, margin=m, k=2, tau=tau)
+    assert abs(float(got) - ((m + 0.4 - 0.5) + row1) / 2) < 1e-6
+    # k = 1: only the hardest negative
+    assert abs(float(module1_loss(S, P, margin=m, k=1, tau=tau)) - ((m + 0.2) + row1) / 2) < 1e-6
+
+
+def test_random_positives_and_negatives_are_seeded():
+    S = torch.rand(8, 12, generator=torch.Generator().manual_seed(0))
+    P = torch.rand(8, 12, generator=torch.Generator().manual_seed(1)) > 0.7
+    a = module1_loss(S, P, positives="random", negatives="random", generator=torch.Generator().manual_seed(3))
+    b = module1_loss(S, P, positives="random", negatives="random", generator=torch.Generator().manual_seed(3))
+    h = module1_loss(S, P)
+    assert float(a) == float(b) and float(a) <= float(h) + 1e-6  # the hardest pair bounds a random one
+
+
+def test_self_attention_ignores_padding():
+    torch.manual_seed(0)
+    model = MufinEncoder(ModelParams(D=16, text_dim=8, image_dim=12)).eval()
+    text = torch.randn(1, 8)
+    imgs = torch.randn(1, 2, 12)
+    x_a, _, _ = model(text, torch.tensor([True]), imgs, torch.ones(1, 2, dtype=torch.bool))
+    padded = torch.cat([imgs, 100 * torch.randn(1, 4, 12)], 1)
+    mask = torch.tensor([[True, True, False, False, False, False]])
+    x_b, X1, m = model(text, torch.tensor([True]), padded, mask)
+    assert torch.allclose(x_a, x_b, atol=1e-6)
+    # and in a batch beside a longer bag
+    text2 = torch.cat([text, torch.randn(1, 8)])
+    imgs2 = torch.cat([padded, torch.randn(1, 6, 12)])
+    mask2 = torch.cat([mask, torch.ones(1, 6, dtype=torch.bool)])
+    x_c, _, _ = model(text2, torch.tensor([True, True]), imgs2, mask2)
+    assert torch.allclose(x_a, x_c[:1], atol=1e-6)
+    # a bag without title: the title row is masked out
+    x_d, _, _ = model(torch.randn(1, 8), torch.tensor([False]), imgs, torch.ones(1, 2, dtype=torch.bool))
+    x_e, _, _ = model(torch.zeros(1, 8), torch.tensor([False]), imgs, torch.ones(1, 2, dtype=torch.bool))
+    assert torch.allclose(x_d, x_e, atol=1e-6)
+
+
+def test_balanced_clusters():
+    X = np.random.default_rng(0).normal(size=(1000, 8))
+    leaves = balanced_2means(X, 32, seed=1)
+    sizes = [len(l) for l in leaves]
+    assert max(sizes) <= 32 and min(sizes) >= 16
+    assert sorted(np.concatenate(leaves).tolist()) == list(range(1000))
+    again = balanced_2means(X, 32, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(leaves, again))
+    # clusters are tight: mean within-leaf cosine far above random pairs
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    within = np.mean([(Xn[l] @ Xn[l].T).mean() for l in leaves])
+    assert within > 3 * abs((Xn @ Xn.T).mean())
+    batches = make_batches(1000, 128, np.random.default_rng(0), leaves)
+    assert sum(len(b) for b in batches) == 1000 and len(batches) == 8
+
+
+def fake_embeddings(ds, dim_t=16, dim_i=24, seed=0):
+    """Random pre-embeddings (no encoder needed): resume and determinism do not depend on the signal."""
+    rng = np.random.default_rng(seed)
+    uids = ds.uids["label"]
+    n = len(uids)
+    text = rng.normal(size=(n, dim_t)).astype(np.float32)
+    counts = rng.integers(0, 4, n)
+    image = rng.normal(size=(counts.sum(), dim_i)).astype(np.float32)
+    return Embeddings(uids, text, image, np.concatenate([[0], np.cumsum(counts)]))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    generate(root, SyntheticParams(n_products=400, seed=3, with_images=False))
+    ds = read_xc(root)
+    return ds, fake_embeddings(ds)
+
+
+def test_resume_gives_the_same_weights(tiny, tmp_path):
+    ds, emb = tiny
+    p = Module1Params(epochs=3, batch_size=64, cluster_after=1, recluster_every=1, cluster_leaf=16, warmup_steps=3)
+    mp = ModelParams(D=16, text_dim=16, image_dim=24)
+    full, st_full = train(ds, emb, tmp_path / "a", p, mp, progress=False)
+    part, st_part = train(ds, emb, tmp_path / "b", p, mp, stop_after=2, progress=False)
+    assert st_part.epoch == 2 and not (tmp_path / "b" / "model.pt").exists()
+    resumed, st_res = train(ds, emb, tmp_path / "b", p, mp, progress=False)
+    assert st_res.epoch == 3 and (tmp_path / "b" / "model.pt").exists()
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert [h["loss"] for h in st_full.history] == [h["loss"] for h in st_res.history]
+    assert all(np.isfinite(h["loss"]) for h in st_full.history)
+    with pytest.raises(ValueError, match="other parameters"):
+        train(ds, emb, tmp_path / "b", Module1Params(epochs=4), mp, progress=False)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path):
+    """The same training loop under torchrun with 2 processes (gloo), on a small synthetic run directory."""
+    env = dict(os.environ, MUFIN_CACHE_DIR=str(tmp_path / "cache"), MUFIN_RUNS_DIR=str(tmp_path / "runs"),
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    prep = ("from pathlib import Path; from mufin_lib.data.prepare import DataParams, prepare_dataset;"
+            f"prepare_dataset(DataParams(size='300'), Path(r'{tmp_path}/run/dataset'))")
+    subprocess.run([sys.executable, "-c", prep], cwd=ROOT, env=env, check=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                        "-m", "mufin_lib.module1", "--run-dir", str(tmp_path / "run"), "-p", "epochs=2",
+                        "-p", "batch_size=32", "-p", "cluster_after=1"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '"world_size": 2' in r.stdout
+    assert (tmp_path / "run" / "module1" / "model.pt").exists()
