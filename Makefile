@@ -42,6 +42,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/curation_throughput.py
+	$(BIN)/python benchmarks/module1_throughput.py
 
 clean-runs:
 	rm -rf runs/

@@ -83,7 +83,10 @@ def evaluate(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray | N
         out[f"nDCG@{k}"] = 100 * np.divide(dcg, idcg, out=np.zeros(n), where=idcg > 0).mean()
         if inv_p is not None:
             out[f"PSP@{k}"] = 100 * ps_hits[:, :k].sum() / max(best[:, :k].sum(), 1e-12)
-            out[f"PSnDCG@{k}"] = 100 * (ps_hits[:, :k] * disc[:k]).sum() / max((best[:, :k] * disc[:k]).sum(), 1e-12)
+            # per point divided by its (unweighted) ideal DCG, then normalised by the best (as pyxclib, napkinXC)
+            inv_idcg = np.divide(1.0, idcg, out=np.zeros(n), where=idcg > 0)
+            ps = ((ps_hits[:, :k] * disc[:k]).sum(1) * inv_idcg).sum()
+            out[f"PSnDCG@{k}"] = 100 * ps / max(((best[:, :k] * disc[:k]).sum(1) * inv_idcg).sum(), 1e-12)
     return {k: round(float(v), 4) for k, v in out.items()}
 
 

@@ -39,3 +39,29 @@ def test_recall():
     S = sp.csr_matrix(np.array([[0.9, 0.0, 0.8, 0.1], [1, 0, 0, 0]], np.float32))
     r = recall_at_k(S, Y, ks=(1, 2, 4))
     assert r == {"R@1": 50.0, "R@2": 50.0, "R@4": 50.0}  # label 1 has score 0: not in the sparse shortlist
+
+
+def test_every_metric_equals_napkinxc_on_random_data():
+    import napkinxc.metrics as nxc
+
+    rng = np.random.default_rng(0)
+    n, L = 300, 60
+    Y = sp.csr_matrix((rng.random((n, L)) < 0.05).astype(np.float32))
+    Y = sp.csr_matrix(Y.multiply((np.arange(n) % 25 != 0)[:, None]))  # points without a positive still count
+    Y.eliminate_zeros()  # napkinXC takes stored zeros for labels
+    S = sp.csr_matrix(rng.random((n, L)).astype(np.float32) + 0.01)  # every label scored, no ties
+    Ytr = sp.csr_matrix((rng.random((500, L)) < 0.08).astype(np.float32))
+    ip = inv_propensity(Ytr, 0.6, 2.6)
+    assert np.allclose(ip, nxc.Jain_et_al_inverse_propensity(Ytr, 0.6, 2.6))
+    ours = evaluate(S, Y, ip)
+    ref = {"P": nxc.precision_at_k(Y, S, 5), "nDCG": nxc.ndcg_at_k(Y, S, 5),
+           "PSP": nxc.psprecision_at_k(Y, S, ip, 5), "PSnDCG": nxc.psndcg_at_k(Y, S, ip, 5)}
+    for name, vals in ref.items():
+        for k in (1, 3, 5):
+            assert abs(ours[f"{name}@{k}"] / 100 - vals[k - 1]) < 1e-6, (name, k, ours[f"{name}@{k}"], vals[k - 1])
+    rec = recall_at_k(S, Y, ks=(1, 3, 5))
+    ref_r = nxc.recall_at_k(Y, S, 5)
+    has = Y.getnnz(1) > 0
+    # napkinXC averages recall over all points (0 for those without a positive); ours over points with one
+    for k in (1, 3, 5):
+        assert abs(rec[f"R@{k}"] * has.mean() - 100 * ref_r[k - 1]) < 1e-2

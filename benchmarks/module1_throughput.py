@@ -1,0 +1,61 @@
+"""Benchmark: Module I training throughput (points/s) on this machine, for the frozen-encoder path (the
+CPU default), on the smoke-size synthetic catalogue. Writes runs/benchmarks/module1_throughput.json.
+Fine-tuned encoders are reported as not implemented (the kit does not fine-tune them yet).
+
+    python benchmarks/module1_throughput.py [--size smoke] [--epochs 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from mufin_lib.data.prepare import get_synthetic  # noqa: E402
+from mufin_lib.data.xc import read_xc  # noqa: E402
+from mufin_lib.encoders import embed_dataset  # noqa: E402
+from mufin_lib.module1 import Module1Params, train  # noqa: E402
+from mufin_lib.paths import RUNS_DIR, atomic_write  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="smoke")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=256)
+    args = ap.parse_args()
+    root = get_synthetic(args.size)
+    ds = read_xc(root)
+    emb = embed_dataset(root)
+    results = []
+    for mod in ("text+image", "text"):
+        p = Module1Params(epochs=args.epochs, batch_size=args.batch_size, modalities=mod, cluster_after=1)
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter()
+            _, st = train(ds, emb, Path(d), p, resume=False, progress=False)
+            total = time.perf_counter() - t
+        n_fit = int(round(ds.Y["train"].shape[0] * (1 - p.val_fraction)))
+        train_s = sum(h["seconds"] for h in st.history)
+        results.append({"encoders": "frozen", "modalities": mod, "points": n_fit, "epochs": args.epochs,
+                        "train_seconds": round(train_s, 2), "points_per_s": round(n_fit * args.epochs / train_s, 1),
+                        "total_seconds_with_validation": round(total, 2)})
+        print(results[-1])
+    results.append({"encoders": "fine-tuned", "status": "not implemented in the kit yet"})
+    out = RUNS_DIR / "benchmarks" / "module1_throughput.json"
+    with atomic_write(out) as f:
+        json.dump({"benchmark": "module1_throughput", "data": f"synthetic-{args.size} (SYNTHETIC)",
+                   "machine": platform.platform(), "torch_threads": torch.get_num_threads(),
+                   "cuda": torch.cuda.is_available(), "results": results}, f, indent=2)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
