@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/mufin run --preset $(PRESET)
+	$(BIN)/mufin run --preset $(PRESET) --publish
 
 smoke: $(STAMP)
 	$(BIN)/mufin run --preset smoke

@@ -11,7 +11,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = Path(os.environ.get("MUFIN_NOTEBOOKS_DIR", PROJECT_ROOT / "notebooks")).resolve()
 PRESETS_DIR = PROJECT_ROOT / "presets"
 MANIFEST_DIR = PROJECT_ROOT / "data_manifest"
-FIGURES_DIR = PROJECT_ROOT / "figures"
+FIGURES_DIR = Path(os.environ.get("MUFIN_FIGURES_DIR", PROJECT_ROOT / "figures")).resolve()
 # Overridable so that a user can put bulky things on another disk.
 RUNS_DIR = Path(os.environ.get("MUFIN_RUNS_DIR", PROJECT_ROOT / "runs")).resolve()
 CACHE_DIR = Path(os.environ.get("MUFIN_CACHE_DIR", PROJECT_ROOT / "cache")).resolve()

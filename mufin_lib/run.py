@@ -25,7 +25,7 @@ from typing import Any
 
 from .config import (ConfigError, available_presets, discover_notebooks, resolve_parameters,
                      select_notebooks)
-from .paths import PROJECT_ROOT, RUNS_DIR, atomic_write
+from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write
 
 KEY_PACKAGES = ("mufin-kit", "torch", "torchvision", "timm", "sentence-transformers", "transformers", "faiss-cpu",
                 "faiss-gpu", "numpy", "scipy", "pandas", "scikit-learn", "papermill", "napkinxc", "pillow")
@@ -139,6 +139,25 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
     return record
 
 
+def publish_figures(run_path: Path, dest: Path = FIGURES_DIR) -> list[Path]:
+    """Copy a finished run's figures (every stage's *.png) to figures/, named <stage>__<figure>.png, with
+    figures/SOURCE.json saying which run they come from."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for png in sorted(run_path.glob("*/*.png")):
+        target = dest / f"{png.parent.name}__{png.name}"
+        with atomic_path(target) as tmp:
+            shutil.copyfile(png, tmp)
+        out.append(target)
+    record = json.loads((run_path / "run.json").read_text())
+    with atomic_write(dest / "SOURCE.json") as f:
+        json.dump({"run_id": record["run_id"], "preset": record["preset"], "git": record["git"],
+                   "figures": [p.name for p in out]}, f, indent=2)
+    return out
+
+
 def start_run(preset: str | None, only: str | None, overrides: list[str], run_id: str | None = None) -> tuple[dict, Path]:
     """Validate everything, then create runs/<id>/run.json. Raises ConfigError before anything runs."""
     specs = discover_notebooks()
@@ -184,6 +203,7 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--run-id", help="name of the run directory under runs/ (default: timestamp-preset)")
     ap.add_argument("--resume", metavar="RUN_ID", help="continue a run from its first unfinished notebook")
     ap.add_argument("--list", action="store_true", help="list notebooks and their parameters, then exit")
+    ap.add_argument("--publish", action="store_true", help="when the run succeeds, copy its figures to figures/")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -211,6 +231,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"mufin run: {e}", file=sys.stderr)
         return 1
     print(f"done: {run_path / 'run.json'}")
+    if args.publish:
+        figs = publish_figures(run_path)
+        print(f"published {len(figs)} figures to {FIGURES_DIR}")
     return 0
 
 

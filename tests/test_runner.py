@@ -39,7 +39,8 @@ def nbdir(tmp_path):
 
 
 def mufin(nbdir, tmp_path, *args):
-    env = dict(os.environ, MUFIN_NOTEBOOKS_DIR=str(nbdir), MUFIN_RUNS_DIR=str(tmp_path / "runs"))
+    env = dict(os.environ, MUFIN_NOTEBOOKS_DIR=str(nbdir), MUFIN_RUNS_DIR=str(tmp_path / "runs"),
+               MUFIN_FIGURES_DIR=str(tmp_path / "figures"))
     return subprocess.run([sys.executable, "-m", "mufin_lib.run", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -93,10 +94,11 @@ def test_run_writes_nothing_into_notebooks(nbdir, tmp_path):
     d, log, flag = nbdir
     flag.write_text("")
     before = sorted(p.name for p in d.iterdir())
-    r = mufin(d, tmp_path, "--only", "01,03", "--run-id", "r2")
+    r = mufin(d, tmp_path, "--only", "01,03", "--run-id", "r2", "--publish")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in d.iterdir()) == before
     assert log.read_text() == "01 n=1\n03 rate=0.5\n"
+    assert json.loads((tmp_path / "figures" / "SOURCE.json").read_text())["run_id"] == "r2"
     out = nbformat.read(tmp_path / "runs/r2/notebooks/03_last.ipynb", as_version=4)
     assert any("run_dir" in "".join(c.source) for c in out.cells if "injected-parameters" in c.metadata.get("tags", []))
 
