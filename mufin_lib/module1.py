@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .bags import BagTable
+from .finetune import build as build_finetune, to_device
 from .data.xc import XCDataset, carve_validation
 from .encoders import Embeddings
 from .metrics import evaluate, inv_propensity, topk_to_csr
@@ -57,6 +58,10 @@ class Module1Params:
     val_fraction: float = 0.1
     keep_top_k: int = 15
     modalities: str = "text+image"  # text | image | text+image
+    freeze_encoders: bool = True  # False: fine-tune E_T and E_V too (the paper; slow on a CPU)
+    encoder_lr: float = 2e-5  # learning rate of the encoders when fine-tuned
+    text_encoder: str = "all-MiniLM-L6-v2"  # used when fine-tuning (frozen runs read the cached pre-embeddings)
+    image_encoder: str = "efficientnet-lite0"
     seed: int = 0
 
 
@@ -164,8 +169,7 @@ def embed_rows(model: MufinEncoder, table: BagTable, rows: np.ndarray, batch: in
     dev = next(model.parameters()).device
     out = []
     for s in range(0, len(rows), batch):
-        inputs = [t.to(dev) for t in table.batch(rows[s:s + batch])]
-        out.append(model(*inputs)[0].float().cpu().numpy())
+        out.append(model(*to_device(table.batch(rows[s:s + batch]), dev))[0].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.p.D), np.float32)
 
 
@@ -203,9 +207,19 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
     out_dir = Path(out_dir)
     dev = device()
     torch.manual_seed(params.seed)
-    table = BagTable(emb, params.keep_top_k, params.modalities)
-    mp = model_params or ModelParams(text_dim=table.text.shape[1], image_dim=table.image_dim)
-    model = MufinEncoder(mp).to(dev)
+    if params.freeze_encoders:
+        table = BagTable(emb, params.keep_top_k, params.modalities)
+        mp = model_params or ModelParams(text_dim=table.text.shape[1], image_dim=table.image_dim)
+    else:
+        mp = model_params or ModelParams()
+    model = MufinEncoder(mp)
+    groups = [{"params": list(model.parameters()), "lr": params.lr}]
+    if not params.freeze_encoders:  # raw titles and images through trainable encoders
+        model, table = build_finetune(ds, model, params.text_encoder, params.image_encoder, params.keep_top_k,
+                                      params.modalities)
+        groups = [{"params": list(model.mufin.parameters()), "lr": params.lr},
+                  {"params": model.encoder_parameters(), "lr": params.encoder_lr}]
+    model = model.to(dev)
     fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed)
     Y = sp.csr_matrix(ds.Y["train"] > 0)
     p_rows = table.rows_of(ds.uids["train"])
@@ -213,7 +227,7 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
     own = _own_label(ds, "train")
     inv_p = inv_propensity(ds.Y["train"])
     steps = math.ceil(len(fit) / params.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    opt = torch.optim.AdamW(groups, weight_decay=params.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(params.schedule, params.warmup_steps, params.epochs * steps))
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     state, clusters = Module1State(), None
@@ -248,8 +262,7 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
             P = torch.from_numpy(Y[pts_r][:, labels].toarray() > 0)
             excl = torch.from_numpy(own[pts_r][:, None] == labels[None, :])
             rows = np.concatenate([p_rows[pts_r], l_rows[labels]])
-            inputs = [t.to(dev) for t in table.batch(rows)]
-            v = ddp(*inputs)[0]
+            v = ddp(*to_device(table.batch(rows), dev))[0]
             x, z = v[: len(pts_r)], v[len(pts_r):]
             loss = module1_loss(x @ z.T, P.to(dev), excl.to(dev), params.margin, params.num_negatives,
                                 params.temperature, params.positives, params.negatives, gen)
@@ -284,19 +297,34 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
     return model, state
 
 
-def load_model(out_dir: str | Path) -> MufinEncoder:
+def load_model(out_dir: str | Path, ds: XCDataset | None = None):
+    """The trained Module I model (with its fine-tuned encoders when they were trained: pass ds)."""
     f = Path(out_dir) / "model.pt"
     if not f.exists():
         raise FileNotFoundError(f"{f}: missing; run notebook 02_module1_siamese first (mufin run --only 01,02)")
     c = torch.load(f, map_location="cpu", weights_only=False)
     m = MufinEncoder(ModelParams(**c["model_params"]))
+    p = Module1Params(**c["params"])
+    if not p.freeze_encoders:
+        if ds is None:
+            raise ValueError(f"{f}: the encoders were fine-tuned; load_model needs the dataset (ds=...)")
+        m, _ = build_finetune(ds, m, p.text_encoder, p.image_encoder, p.keep_top_k, p.modalities)
     m.load_state_dict(c["model"])
     return m.eval()
 
 
 def evaluate_model(model: MufinEncoder, ds: XCDataset, emb: Embeddings, split: str, params: Module1Params) -> dict:
     """P@k etc. of exact nearest labels by <x^1, z_l^1> on 'val' (carved from train) or 'test'."""
-    table = BagTable(emb, params.keep_top_k, params.modalities)
+    if params.freeze_encoders:
+        table = BagTable(emb, params.keep_top_k, params.modalities)
+    else:
+        from .finetune import RawBags
+        table = RawBags(ds, model.text_model, None, params.keep_top_k, params.modalities)
+        if params.modalities != "text":
+            from .encoders import load_image_encoder
+            enc = load_image_encoder(params.image_encoder)
+            enc.model = model.image_model  # the fine-tuned weights, the encoder's preprocessing
+            table = RawBags(ds, model.text_model, enc, params.keep_top_k, params.modalities)
     Z = embed_rows(model, table, table.rows_of(ds.uids["label"]))
     inv_p = inv_propensity(ds.Y["train"])
     if split == "val":
@@ -310,6 +338,7 @@ def evaluate_model(model: MufinEncoder, ds: XCDataset, emb: Embeddings, split: s
 
 def main(argv=None) -> int:
     """torchrun entry: torchrun --nproc_per_node N -m mufin_lib.module1 --run-dir runs/<id> [-p key=value ...]"""
+    from .config import coerce
     from .data.prepare import load_prepared
     from .encoders import embed_dataset
 
@@ -324,7 +353,7 @@ def main(argv=None) -> int:
         k, v = item.split("=", 1)
         if k not in fields:
             raise SystemExit(f"-p {k}: not a Module I parameter (valid: {', '.join(fields)})")
-        kw[k] = type(getattr(Module1Params(), k))(v)
+        kw[k] = coerce(k, getattr(Module1Params(), k), v, "-p")
     ds, info = load_prepared(Path(args.run_dir))
     emb = embed_dataset(Path(info["path"]))
     _, state = train(ds, emb, Path(args.out or Path(args.run_dir) / "module1"), Module1Params(**kw))

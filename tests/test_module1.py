@@ -136,3 +136,32 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"world_size": 2' in r.stdout
     assert (tmp_path / "run" / "module1" / "model.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn_img")
+    generate(root, SyntheticParams(n_products=120, seed=4))
+    return read_xc(root)
+
+
+def test_fine_tuning_trains_the_encoders(tiny_images, tmp_path):
+    """freeze_encoders=False: raw titles and images go through E_T and E_V, whose weights change."""
+    from mufin_lib.module1 import evaluate_model, load_model
+    ds = tiny_images
+    p = Module1Params(epochs=1, batch_size=16, freeze_encoders=False, encoder_lr=1e-3, cluster_after=5, val_fraction=0.1)
+    model, st = train(ds, None, tmp_path, p, ModelParams(D=32, text_dim=384, image_dim=1280), progress=False)
+    from mufin_lib.encoders import load_image_encoder, load_text_encoder
+    ref_t = load_text_encoder()
+    ref_i = load_image_encoder()
+    t0 = dict(ref_t.named_parameters())
+    changed_t = any(not torch.equal(v, t0[k]) for k, v in model.text_model.named_parameters())
+    i0 = dict(ref_i.model.named_parameters())
+    changed_i = any(not torch.equal(v, i0[k]) for k, v in model.image_model.named_parameters() if k in i0)
+    assert changed_t and changed_i
+    assert np.isfinite(st.history[0]["loss"])
+    again = load_model(tmp_path, ds)  # the saved model carries its fine-tuned encoders
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    m = evaluate_model(again, ds, None, "test", p)
+    assert 0 <= m["P@1"] <= 100
