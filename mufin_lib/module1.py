@@ -173,6 +173,24 @@ def embed_rows(model: MufinEncoder, table: BagTable, rows: np.ndarray, batch: in
     return np.concatenate(out) if out else np.zeros((0, model.p.D), np.float32)
 
 
+@torch.no_grad()
+def embed_bags(model, table, rows: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x^1 per product, and every descriptor row of X^1 (unit-normalised) with the product it belongs to:
+    what P-I-bag indexes."""
+    model.eval()
+    dev = next(model.parameters()).device
+    vecs, descs, owners = [], [], []
+    for s in range(0, len(rows), batch):
+        x1, X1, mask = model(*to_device(table.batch(rows[s:s + batch]), dev))
+        vecs.append(x1.float().cpu().numpy())
+        m = mask.cpu().numpy()
+        descs.append(F.normalize(X1, dim=-1).float().cpu().numpy()[m])
+        owners.append(np.nonzero(m)[0] + s)
+    if not vecs:
+        return np.zeros((0, model.p.D), np.float32), np.zeros((0, model.p.D), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(vecs), np.concatenate(descs), np.concatenate(owners)
+
+
 def rows_filter(filt: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The filter pairs of a subset of rows, renumbered."""
     pos = {int(r): i for i, r in enumerate(rows)}
@@ -313,18 +331,30 @@ def load_model(out_dir: str | Path, ds: XCDataset | None = None):
     return m.eval()
 
 
-def evaluate_model(model: MufinEncoder, ds: XCDataset, emb: Embeddings, split: str, params: Module1Params) -> dict:
-    """P@k etc. of exact nearest labels by <x^1, z_l^1> on 'val' (carved from train) or 'test'."""
+def load_params(out_dir: str | Path) -> Module1Params:
+    f = Path(out_dir) / "model.pt"
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: missing; run notebook 02_module1_siamese first (mufin run --only 01,02)")
+    return Module1Params(**torch.load(f, map_location="cpu", weights_only=False)["params"])
+
+
+def bag_source(model, ds: XCDataset, emb: Embeddings | None, params: Module1Params):
+    """What the trained model reads: cached pre-embeddings (frozen encoders) or raw titles and images
+    through its fine-tuned encoders."""
     if params.freeze_encoders:
-        table = BagTable(emb, params.keep_top_k, params.modalities)
-    else:
-        from .finetune import RawBags
-        table = RawBags(ds, model.text_model, None, params.keep_top_k, params.modalities)
-        if params.modalities != "text":
-            from .encoders import load_image_encoder
-            enc = load_image_encoder(params.image_encoder)
-            enc.model = model.image_model  # the fine-tuned weights, the encoder's preprocessing
-            table = RawBags(ds, model.text_model, enc, params.keep_top_k, params.modalities)
+        return BagTable(emb, params.keep_top_k, params.modalities)
+    from .encoders import load_image_encoder
+    from .finetune import RawBags
+    enc = None
+    if params.modalities != "text" and model.image_model is not None:
+        enc = load_image_encoder(params.image_encoder)
+        enc.model = model.image_model  # the fine-tuned weights, the encoder's preprocessing
+    return RawBags(ds, model.text_model, enc, params.keep_top_k, params.modalities)
+
+
+def evaluate_model(model, ds: XCDataset, emb: Embeddings | None, split: str, params: Module1Params) -> dict:
+    """P@k etc. of exact nearest labels by <x^1, z_l^1> on 'val' (carved from train) or 'test'."""
+    table = bag_source(model, ds, emb, params)
     Z = embed_rows(model, table, table.rows_of(ds.uids["label"]))
     inv_p = inv_propensity(ds.Y["train"])
     if split == "val":

@@ -74,3 +74,18 @@ def training_curves(histories: dict[str, list[dict]], metric: str = "val_P@1", t
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def recall_curves(curves: dict[str, dict[str, float]], title: str = ""):
+    """Shortlist recall R@k against k, one line per retrieval variant."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, rec in curves.items():
+        ks = [int(k.split("@")[1]) for k in rec]
+        ax.plot(ks, list(rec.values()), marker=".", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("k (shortlist size)")
+    ax.set_ylabel("R@k (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return fig

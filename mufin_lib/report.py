@@ -33,3 +33,35 @@ def write_metrics(out_dir: Path, metrics: dict, name: str = "metrics.json") -> P
     with atomic_write(path) as f:
         json.dump(metrics, f, indent=2, default=float)
     return path
+
+
+def read_paper_table(name: str) -> pd.DataFrame:
+    """A table of the paper's reported numbers from ../shared/paper_tables (data, never our results).
+    Rows with more fields than the header (an unquoted comma inside a free-text column, as in
+    table4_ablations.csv's `x^{2,l}`) are mended by joining the surplus into the first free-text column;
+    any other shape raises with the file and line."""
+    import csv
+
+    from .paths import PAPER_TABLES_DIR
+
+    path = PAPER_TABLES_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (the paper's tables live in ../shared/paper_tables)")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], []
+    text_col = 1  # variant,what_changes,... / category,n_labels,...: the second column is the free text one
+    for line_no, r in enumerate(rows[1:], 2):
+        if len(r) > len(header):
+            extra = len(r) - len(header)
+            r = r[:text_col] + [",".join(r[text_col:text_col + extra + 1])] + r[text_col + extra + 1:]
+        if len(r) != len(header):
+            raise ValueError(f"{path}: line {line_no}: {len(r)} fields, expected {len(header)} ({', '.join(header)})")
+        body.append(r)
+    df = pd.DataFrame(body, columns=header)
+    for c in header[1:]:
+        try:  # numeric columns become numbers; ranges such as "-2 to -3" keep the column as text
+            df[c] = pd.to_numeric(df[c].replace("", None))
+        except (ValueError, TypeError):
+            pass
+    return df

@@ -1,8 +1,33 @@
-"""Nearest-label search. This first version has exact (flat, inner product on unit vectors = cosine)
-search; Module II adds HNSW and P-I-bag on top of the same interface."""
+"""Module II (spec §5): nearest-label search over the label vectors of Module I.
+
+- P-I-bag (the paper's default): every descriptor vector of every label (the rows of Z_l^1) plus the label
+  vector z_l^1 are indexed; a label's score is the max over its vectors' similarities.
+- P-I-vec (the authors' current code): z_l^1 alone.
+Indexes: HNSW (faiss, inner product on unit vectors = cosine; M, efConstruction, efSearch as parameters)
+or exact flat search, for small catalogues and for checking HNSW. faiss on the GPU when there is one.
+An index is saved with the run and loaded again without rebuilding.
+"""
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import numpy as np
+
+from .paths import atomic_path, atomic_write
+
+
+@dataclass
+class RetrievalParams:
+    mode: str = "bag"  # bag (P-I-bag, paper) | vec (P-I-vec, authors' code)
+    index: str = "hnsw"  # hnsw | flat
+    M: int = 32  # authors' code: 100
+    ef_construction: int = 200  # authors' code: 300
+    ef_search: int = 300
+    shortlist: int = 100  # labels kept per point (authors' code: 300)
+    gpu: bool = True  # use faiss GPU when available (flat search; HNSW stays on the CPU)
 
 
 def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -18,3 +43,140 @@ def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 409
         sc, ix = index.search(np.ascontiguousarray(queries[s:s + block], dtype=np.float32), k)
         S.append(sc); I.append(ix)
     return np.concatenate(S), np.concatenate(I)
+
+
+def _maybe_gpu(index, use: bool):
+    import faiss
+    if use and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    return index
+
+
+class LabelIndex:
+    """ANN index over label vectors; `owner[j]` is the label of indexed vector j."""
+
+    def __init__(self, vectors: np.ndarray, owner: np.ndarray, n_labels: int, params: RetrievalParams):
+        import faiss
+
+        self.params, self.n_labels = params, n_labels
+        self.owner = np.asarray(owner, np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        t = time.perf_counter()
+        if params.index == "hnsw":
+            self.index = faiss.IndexHNSWFlat(vectors.shape[1], params.M, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = params.ef_construction
+        elif params.index == "flat":
+            self.index = _maybe_gpu(faiss.IndexFlatIP(vectors.shape[1]), params.gpu)
+        else:
+            raise ValueError(f"index '{params.index}': expected hnsw or flat")
+        self.index.add(vectors)
+        self.build_seconds = time.perf_counter() - t
+        self.vectors_per_label = len(self.owner) / max(1, n_labels)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k LABELS per query (max over a label's vectors): (scores, labels), -1 where fewer were found."""
+        if self.params.index == "hnsw":
+            self.index.hnsw.efSearch = max(self.params.ef_search, k)
+        # enough vectors to cover k distinct labels for most queries
+        kv = int(min(self.index.ntotal, max(k, np.ceil(k * min(self.vectors_per_label, 4.0)))))
+        S, I = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), kv)
+        n = len(queries)
+        out_s = np.full((n, k), -np.inf, np.float32)
+        out_l = np.full((n, k), -1, np.int64)
+        lab = np.where(I >= 0, self.owner[np.clip(I, 0, None)], -1)
+        for i in range(n):
+            seen, c = set(), 0
+            for s, l in zip(S[i], lab[i]):  # results come sorted: the first hit of a label is its max
+                if l < 0 or l in seen:
+                    continue
+                seen.add(l)
+                out_s[i, c], out_l[i, c] = s, l
+                c += 1
+                if c == k:
+                    break
+        return out_s, out_l
+
+    def save(self, folder: str | Path) -> None:
+        import faiss
+
+        folder = Path(folder)
+        cpu = faiss.index_gpu_to_cpu(self.index) if hasattr(faiss, "index_gpu_to_cpu") and self.params.index == "flat" \
+            and faiss.get_num_gpus() > 0 else self.index
+        with atomic_path(folder / "index.faiss") as tmp:
+            faiss.write_index(cpu, str(tmp))
+        with atomic_path(folder / "owner.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, self.owner)
+        with atomic_write(folder / "index.json") as f:
+            json.dump({"params": asdict(self.params), "n_labels": self.n_labels, "n_vectors": int(len(self.owner)),
+                       "build_seconds": self.build_seconds}, f, indent=2)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "LabelIndex":
+        import faiss
+
+        folder = Path(folder)
+        if not (folder / "index.json").exists():
+            raise FileNotFoundError(f"{folder}/index.json: missing; run notebook 03_module2_retrieval first")
+        meta = json.loads((folder / "index.json").read_text())
+        self = cls.__new__(cls)
+        self.params = RetrievalParams(**meta["params"])
+        self.n_labels = meta["n_labels"]
+        self.owner = np.load(folder / "owner.npy")
+        self.index = faiss.read_index(str(folder / "index.faiss"))
+        if self.params.index == "flat":
+            self.index = _maybe_gpu(self.index, self.params.gpu)
+        self.build_seconds = meta["build_seconds"]
+        self.vectors_per_label = len(self.owner) / max(1, self.n_labels)
+        return self
+
+
+def label_vectors(z1: np.ndarray, desc: np.ndarray | None, desc_owner: np.ndarray | None, mode: str):
+    """(vectors, owner) to index: z_l^1 alone (vec) or z_l^1 plus every descriptor row (bag)."""
+    L = len(z1)
+    if mode == "vec":
+        return z1, np.arange(L)
+    if mode != "bag":
+        raise ValueError(f"mode '{mode}': expected bag (P-I-bag) or vec (P-I-vec)")
+    return np.vstack([z1, desc]), np.concatenate([np.arange(L), desc_owner])
+
+
+def shortlist_recall(labels: np.ndarray, Y, ks=(10, 50, 100, 200, 300), filt: np.ndarray | None = None) -> dict:
+    """R@k of shortlists (n x K label ids, best first) against truth Y, filter pairs removed from both."""
+    import scipy.sparse as sp
+
+    from .metrics import _drop
+
+    Y = _drop(sp.csr_matrix(Y) > 0, filt)
+    fset = {(int(r), int(c)) for r, c in (filt if filt is not None else [])}
+    n_pos = Y.getnnz(1)
+    out = {}
+    for k in ks:
+        if k > labels.shape[1]:
+            continue
+        found = np.zeros(len(labels))
+        for i in range(len(labels)):
+            if n_pos[i] == 0:
+                continue
+            # filtered pairs leave the predictions first, then the top k count
+            cand = [int(l) for l in labels[i] if l >= 0 and (i, int(l)) not in fset][:k]
+            pos = set(Y.indices[Y.indptr[i]:Y.indptr[i + 1]].tolist())
+            found[i] = len(pos.intersection(cand)) / n_pos[i]
+        has = n_pos > 0
+        out[f"R@{k}"] = round(float(100 * found[has].mean()) if has.any() else 0.0, 4)
+    return out
+
+
+def save_shortlist(path: str | Path, scores: np.ndarray, labels: np.ndarray, uids: list[str]) -> None:
+    """Module III: a split's shortlists (labels best first, with scores), cached on disk."""
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, scores=scores.astype(np.float32), labels=labels.astype(np.int64), uids=np.array(uids))
+
+
+def load_shortlist(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; run notebook 04_module3_shortlists first")
+    z = np.load(path)
+    return z["scores"], z["labels"], z["uids"].tolist()

@@ -65,3 +65,38 @@ def test_every_metric_equals_napkinxc_on_random_data():
     # napkinXC averages recall over all points (0 for those without a positive); ours over points with one
     for k in (1, 3, 5):
         assert abs(rec[f"R@{k}"] * has.mean() - 100 * ref_r[k - 1]) < 1e-2
+
+
+def test_label_index_bag_takes_the_max_over_a_labels_vectors(tmp_path):
+    from mufin_lib.retrieval import LabelIndex, RetrievalParams, label_vectors
+
+    rng = np.random.default_rng(0)
+    z1 = rng.normal(size=(50, 8)).astype(np.float32)
+    z1 /= np.linalg.norm(z1, axis=1, keepdims=True)
+    desc = np.eye(8, dtype=np.float32)[:3]  # three descriptor vectors, owned by label 7
+    q = np.eye(8, dtype=np.float32)[[1]]  # a query equal to label 7's second descriptor
+    for index in ("flat", "hnsw"):
+        p = RetrievalParams(mode="bag", index=index, M=8, ef_construction=40, ef_search=40)
+        vecs, owner = label_vectors(z1, desc, np.array([7, 7, 7]), "bag")
+        idx = LabelIndex(vecs, owner, 50, p)
+        s, l = idx.search(q, 5)
+        assert l[0, 0] == 7 and abs(s[0, 0] - 1.0) < 1e-5
+        assert len(set(l[0])) == 5  # distinct labels
+        idx.save(tmp_path / index)
+        s2, l2 = LabelIndex.load(tmp_path / index).search(q, 5)
+        assert np.array_equal(l, l2) and np.allclose(s, s2)
+    vecs, owner = label_vectors(z1, desc, np.array([7, 7, 7]), "vec")
+    s, l = LabelIndex(vecs, owner, 50, RetrievalParams(mode="vec", index="flat")).search(q, 1)
+    assert s[0, 0] < 0.999  # without the descriptors, no exact match
+
+
+def test_shortlist_recall_with_filter():
+    from mufin_lib.retrieval import shortlist_recall
+
+    Y = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 1, 0]], np.float32))
+    labels = np.array([[0, 2, 3], [2, -1, -1]])
+    assert shortlist_recall(labels, Y, ks=(1, 3)) == {"R@1": 75.0, "R@3": 75.0}
+    # filtering (0, 1) removes that positive: point 0 is then fully recalled
+    assert shortlist_recall(labels, Y, ks=(1,), filt=np.array([[0, 1]])) == {"R@1": 100.0}
+    # a filtered prediction (the point's own product) does not take a place in the top k
+    assert shortlist_recall(np.array([[3, 0, 2], [1, 2, -1]]), Y, ks=(1,), filt=np.array([[0, 3], [1, 1]])) == {"R@1": 75.0}

@@ -141,7 +141,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_images(tmp_path_factory):
     root = tmp_path_factory.mktemp("syn_img")
-    generate(root, SyntheticParams(n_products=120, seed=4))
+    generate(root, SyntheticParams(n_products=60, seed=4))
     return read_xc(root)
 
 
