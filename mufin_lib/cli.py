@@ -29,7 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     ip.add_argument("--retries", type=int, default=2)
     ip.add_argument("--workers", type=int, default=8)
     ip.add_argument("--keep-top-k", type=int, default=15)
+    pp = sub.add_parser("predict", help="recommend products for new products (JSONL in, JSONL out)")
+    pp.add_argument("--run", required=True, help="a finished run directory (runs/<id>)")
+    pp.add_argument("--input", required=True, help='JSON lines: {"id", "title", "images": [paths or URLs]}')
+    pp.add_argument("--output", help="default: INPUT.recommendations.jsonl")
+    pp.add_argument("--top-k", type=int, default=10)
     args = ap.parse_args(argv)
+    if args.cmd == "predict":
+        from .predict import predict_file
+        try:
+            res = predict_file(args.run, args.input, args.output, args.top_k)
+        except FileNotFoundError as e:
+            print(f"mufin predict: error: {e}")
+            return 2
+        print(f"{res['recommended']} products recommended, {res['problems']} reported without recommendations -> {res['output']}")
+        return 0
     if args.cmd == "run":
         return run_mod.run_command(args)
     from .data import manifest

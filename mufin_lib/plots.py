@@ -89,3 +89,14 @@ def recall_curves(curves: dict[str, dict[str, float]], title: str = ""):
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def alpha_curve(curve: list[dict], metric: str, chosen: float, title: str = ""):
+    fig, ax = plt.subplots(figsize=(5, 3.3))
+    ax.plot([c["alpha"] for c in curve], [c[metric] for c in curve], marker=".")
+    ax.axvline(chosen, color="grey", ls="--", lw=1)
+    ax.set_xlabel("alpha (1 = embedding score only)")
+    ax.set_ylabel(f"validation {metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    return fig

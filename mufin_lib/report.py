@@ -24,7 +24,8 @@ def _markdown(df: pd.DataFrame) -> str:
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join("" if v is None or (isinstance(v, float) and v != v) else
+                                       f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 

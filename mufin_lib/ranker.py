@@ -1,0 +1,269 @@
+"""Module IV (spec §7): the label-adapted ranker, and fusion with the embedding score (spec §8).
+
+For a point and a shortlisted label l, cross-attention A_C takes the point's bag X^1 as queries and the
+label's bag Z_l^1 as keys and values (residual + LayerNorm), and the masked mean gives the label-adapted
+vector x^{2,l}. A one-vs-all classifier w_l (a learned mix of a free vector and the label's own embedding
+z_l^1, both normalised) scores it: cos(x^{2,l}, w_l). Training: per point |S_i| = 2 positives and
+|T_i| = 12 hard negatives from its shortlist; cosine embedding loss with margin 0.5.
+Fusion: score = alpha * <x^1, z_l^1> + (1 - alpha) * ranker score; alpha is tuned on validation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .finetune import to_device
+from .metrics import evaluate, inv_propensity
+from .model import MufinEncoder, masked_mean
+from .module1 import dist_info, init_distributed, lr_lambda
+from .paths import atomic_path, atomic_write
+
+
+@dataclass
+class RankerParams:
+    epochs: int = 3  # paper: 20
+    lr: float = 5e-5  # Table 5
+    encoder_lr: float = 5e-5  # Module I's bottlenecks and A_S (paper 5e-5; authors' code 1e-5)
+    batch_size: int = 200  # Table 5
+    positives: int = 2  # |S_i|
+    negatives: int = 12  # |T_i|, hard, from the shortlist
+    margin: float = 0.5
+    warmup_steps: int = 20
+    schedule: str = "cosine"
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    train_encoder: bool = True  # paper: Module I's layers train on; False freezes them
+    reinit_self_attention: bool = False  # authors' code: A_S re-initialised in Module IV
+    combiner: str = "cross_attention"  # cross_attention (A_C) | concat ("ConCat" ablation) | none ("no A_C")
+    seed: int = 0
+
+
+class CrossAttention(nn.Module):
+    """A_C: queries from the point's bag, keys and values from the label's bag; residual + LayerNorm."""
+
+    def __init__(self, D: int, heads: int = 1, dropout: float = 0.1):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(D, heads, dropout=dropout, batch_first=True)
+        with torch.no_grad():  # identity start, as A_S
+            self.attn.in_proj_weight.copy_(torch.cat([torch.eye(D)] * 3))
+            self.attn.in_proj_bias.zero_()
+            self.attn.out_proj.weight.copy_(torch.eye(D))
+            self.attn.out_proj.bias.zero_()
+        self.norm = nn.LayerNorm(D)
+
+    def forward(self, Xq, q_mask, Zk, k_mask):
+        out, _ = self.attn(Xq, Zk, Zk, key_padding_mask=~k_mask, need_weights=False)
+        return masked_mean(self.norm(Xq + out), q_mask)
+
+
+class Ranker(nn.Module):
+    def __init__(self, encoder: MufinEncoder, n_labels: int, combiner: str = "cross_attention"):
+        super().__init__()
+        D = encoder.p.D
+        self.encoder = encoder
+        self.combiner = combiner
+        if combiner == "cross_attention":
+            self.A_C = CrossAttention(D)
+        elif combiner == "concat":  # 2D -> 2D -> D
+            self.A_C = nn.Sequential(nn.Linear(2 * D, 2 * D), nn.ReLU(), nn.Linear(2 * D, D))
+        elif combiner != "none":
+            raise ValueError(f"combiner '{combiner}': expected cross_attention, concat or none")
+        self.free = nn.Parameter(torch.randn(n_labels, D) * 0.01)
+        self.mix = nn.Parameter(torch.zeros(1))  # sigmoid(0) = 0.5: half free vector, half z_l^1
+
+    def pair_scores(self, X1, m1, x1, Z1, mz, z1, labels):
+        """Scores of pairs: point rows X1/m1/x1 and label rows Z1/mz/z1 already aligned pair by pair."""
+        if self.combiner == "cross_attention":
+            x2 = self.A_C(X1, m1, Z1, mz)
+        elif self.combiner == "concat":
+            x2 = self.A_C(torch.cat([x1, z1], -1))
+        else:
+            x2 = x1
+        g = torch.sigmoid(self.mix)
+        w = F.normalize(g * F.normalize(self.free[labels], dim=-1) + (1 - g) * z1, dim=-1)
+        return (F.normalize(x2, dim=-1) * w).sum(-1)
+
+    def forward(self, point_inputs, label_inputs, pair_point, pair_label, label_ids):
+        """pair_point/pair_label index the rows of the two input batches; label_ids are the labels' ids."""
+        x1, X1, m1 = self.encoder(*point_inputs)
+        z1, Z1, mz = self.encoder(*label_inputs)
+        return self.pair_scores(X1[pair_point], m1[pair_point], x1[pair_point], Z1[pair_label], mz[pair_label],
+                                z1[pair_label], label_ids[pair_label])
+
+
+def cosine_embedding_loss(scores, target, margin: float = 0.5):
+    """1 - s for positives, max(0, s - margin) for negatives (torch's CosineEmbeddingLoss)."""
+    return torch.where(target > 0, 1 - scores, F.relu(scores - margin)).mean()
+
+
+def sample_pairs(Y: sp.csr_matrix, rows: np.ndarray, shortlist: np.ndarray, own: np.ndarray, n_pos: int,
+                 n_neg: int, rng: np.random.Generator):
+    """(point index in batch, label id, target) triples: positives from the truth, hard negatives from the
+    shortlist (highest-ranked non-positives; never the point's own product)."""
+    pts, labs, tgt = [], [], []
+    for b, i in enumerate(rows):
+        pos = Y.indices[Y.indptr[i]:Y.indptr[i + 1]]
+        if len(pos) == 0:
+            continue
+        chosen = rng.choice(pos, size=min(n_pos, len(pos)), replace=False)
+        posset = set(pos.tolist())
+        negs = [int(l) for l in shortlist[i] if l >= 0 and l not in posset and l != own[i]][:n_neg]
+        for l in chosen:
+            pts.append(b); labs.append(int(l)); tgt.append(1.0)
+        for l in negs:
+            pts.append(b); labs.append(l); tgt.append(-1.0)
+    return np.array(pts, np.int64), np.array(labs, np.int64), np.array(tgt, np.float32)
+
+
+def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray, label_rows: np.ndarray,
+                 shortlist: np.ndarray, own: np.ndarray, out_dir: str | Path, params: RankerParams,
+                 resume: bool = True, stop_after: int | None = None, progress: bool = True):
+    """Train Module IV on the train points (rows of Y/shortlist), checkpointing every epoch atomically."""
+    init_distributed()
+    rank, world = dist_info()
+    out_dir = Path(out_dir)
+    torch.manual_seed(params.seed)
+    Y = sp.csr_matrix(Y > 0)
+    train_pts = np.flatnonzero(Y.getnnz(1) > 0)
+    enc_params = list(ranker.encoder.parameters())
+    for p in enc_params:
+        p.requires_grad_(params.train_encoder)
+    groups = [{"params": [p for n, p in ranker.named_parameters() if not n.startswith("encoder.")], "lr": params.lr}]
+    if params.train_encoder:
+        groups.append({"params": enc_params, "lr": params.encoder_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=params.weight_decay)
+    steps = math.ceil(len(train_pts) / params.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(params.schedule, params.warmup_steps, params.epochs * steps))
+    model = torch.nn.parallel.DistributedDataParallel(ranker, find_unused_parameters=True) if world > 1 else ranker
+    history, start = [], 0
+    ckpt = out_dir / "checkpoints" / "last.pt"
+    if resume and ckpt.exists():
+        c = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if c["params"] != asdict(params):
+            raise ValueError(f"{ckpt}: saved with other parameters; use another output folder or resume=False")
+        ranker.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); sched.load_state_dict(c["sched"])
+        history, start = c["history"], c["epoch"]
+    dev = next(ranker.parameters()).device
+    for epoch in range(start, params.epochs):
+        t0 = time.time()
+        rng = np.random.default_rng([params.seed, 1000 + epoch])
+        torch.manual_seed(params.seed * 100_003 + 1000 + epoch)
+        order = rng.permutation(train_pts)
+        ranker.train()
+        losses = []
+        bar = tqdm(range(0, len(order), params.batch_size), desc=f"module IV epoch {epoch + 1}/{params.epochs}",
+                   disable=not progress or rank != 0, mininterval=2, leave=False)
+        for s in bar:
+            rows = order[s:s + params.batch_size][rank::world]
+            pp, ll, tt = sample_pairs(Y, rows, shortlist, own, params.positives, params.negatives, rng)
+            if len(pp) == 0:
+                continue
+            labels, pl = np.unique(ll, return_inverse=True)
+            scores = model(to_device(table.batch(point_rows[rows]), dev), to_device(table.batch(label_rows[labels]), dev),
+                           torch.from_numpy(pp).to(dev), torch.from_numpy(pl).to(dev), torch.from_numpy(labels).to(dev))
+            loss = cosine_embedding_loss(scores, torch.from_numpy(tt).to(dev), params.margin)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ranker.parameters(), params.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                        "seconds": round(time.time() - t0, 2)})
+        if rank == 0:
+            with atomic_path(ckpt) as tmp:
+                torch.save({"model": ranker.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "epoch": epoch + 1, "history": history, "params": asdict(params)}, tmp)
+        if stop_after is not None and epoch + 1 >= stop_after:
+            return ranker, history
+    if rank == 0:
+        with atomic_path(out_dir / "ranker.pt") as tmp:
+            torch.save({"model": ranker.state_dict(), "params": asdict(params)}, tmp)
+        with atomic_write(out_dir / "history.json") as f:
+            json.dump(history, f, indent=2)
+    return ranker, history
+
+
+@torch.no_grad()
+def score_pairs(ranker: Ranker, point_inputs, label_table, label_rows: np.ndarray, shortlist: np.ndarray):
+    """(embedding score <x^1, z_l^1>, ranker score) for each (point, shortlisted label) of one batch of
+    points given as model inputs; -inf where the shortlist has no label."""
+    dev = next(ranker.parameters()).device
+    emb = np.full(shortlist.shape, -np.inf, np.float32)
+    rnk = np.full(shortlist.shape, -np.inf, np.float32)
+    valid = shortlist >= 0
+    if not valid.any():
+        return emb, rnk
+    labels, inv = np.unique(shortlist[valid], return_inverse=True)
+    pp = np.nonzero(valid)[0]
+    x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
+    z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
+    ppt, plt = torch.from_numpy(pp).to(dev), torch.from_numpy(inv).to(dev)
+    r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
+    emb[valid] = (x1[ppt] * z1[plt]).sum(-1).float().cpu().numpy()
+    rnk[valid] = r.float().cpu().numpy()
+    return emb, rnk
+
+
+@torch.no_grad()
+def score_shortlists(ranker: Ranker, table, point_rows: np.ndarray, label_rows: np.ndarray, shortlist: np.ndarray,
+                     batch_points: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """score_pairs over all points of a split, in batches."""
+    ranker.eval()
+    parts = [score_pairs(ranker, table.batch(point_rows[s:s + batch_points]), table, label_rows,
+                         shortlist[s:s + batch_points]) for s in range(0, len(shortlist), batch_points)]
+    if not parts:
+        return np.zeros(shortlist.shape, np.float32), np.zeros(shortlist.shape, np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def fuse(emb: np.ndarray, rnk: np.ndarray, shortlist: np.ndarray, alpha: float, n_labels: int) -> sp.csr_matrix:
+    """Sparse scores alpha * emb + (1 - alpha) * ranker over each shortlist (shifted positive)."""
+    s = alpha * emb + (1 - alpha) * rnk
+    valid = (shortlist >= 0) & np.isfinite(s)
+    rows = np.nonzero(valid)[0]
+    return sp.csr_matrix((s[valid] + 10.0, (rows, shortlist[valid])), shape=(len(shortlist), n_labels))
+
+
+def tune_alpha(emb, rnk, shortlist, Y, filt, inv_p, grid=np.linspace(0, 1, 11), metric: str = "P@1") -> tuple[float, list]:
+    """The alpha of the grid with the best validation metric (ties: the larger alpha)."""
+    curve = []
+    for a in grid:
+        m = evaluate(fuse(emb, rnk, shortlist, float(a), Y.shape[1]), Y, inv_p, filt)
+        curve.append({"alpha": round(float(a), 3), **m})
+    best = max(curve, key=lambda r: (r[metric], r["alpha"]))
+    return best["alpha"], curve
+
+
+def build_ranker(encoder, n_labels: int, params: RankerParams) -> Ranker:
+    """Module IV on top of the Module I model (A_S kept, as the paper, or re-initialised, as the code)."""
+    import copy
+
+    from .model import SelfAttention
+
+    enc = copy.deepcopy(encoder)
+    if params.reinit_self_attention:
+        core = enc.mufin if hasattr(enc, "mufin") else enc
+        core.A_S = SelfAttention(core.p.D, core.p.heads, core.p.attn_dropout)
+    return Ranker(enc, n_labels, params.combiner)
+
+
+def load_ranker(out_dir: str | Path, encoder, n_labels: int) -> Ranker:
+    f = Path(out_dir) / "ranker.pt"
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: missing; run notebook 05_module4_ranker first")
+    c = torch.load(f, map_location="cpu", weights_only=False)
+    r = build_ranker(encoder, n_labels, RankerParams(**c["params"]))
+    r.load_state_dict(c["model"])
+    return r.eval()
