@@ -1,0 +1,84 @@
+"""Module IV and prediction: pair sampling, loss, fusion, alpha; `mufin predict` end to end on a tiny run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from PIL import Image
+
+from mufin_lib.ranker import cosine_embedding_loss, fuse, sample_pairs, tune_alpha
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sample_pairs_takes_hard_negatives_from_the_shortlist():
+    Y = sp.csr_matrix(np.array([[0, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0]], np.float32))
+    shortlist = np.array([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]])
+    own = np.array([0, 3])
+    pp, ll, tt = sample_pairs(Y, np.array([0, 1]), shortlist, own, 2, 2, np.random.default_rng(0))
+    assert set(pp.tolist()) == {0}  # point 1 has no positive: no pairs
+    assert sorted(ll[tt > 0].tolist()) == [1, 4]
+    assert ll[tt < 0].tolist() == [2, 3]  # best-ranked non-positives; label 0 is the point itself
+
+
+def test_cosine_embedding_loss_matches_torch():
+    s = torch.tensor([0.9, 0.2, 0.7, -0.1])
+    t = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    ours = cosine_embedding_loss(s, t, 0.5)
+    assert abs(float(ours) - float(np.mean([0.1, 0.8, 0.2, 0.0]))) < 1e-6
+
+
+def test_fusion_and_alpha():
+    sl = np.array([[0, 1, 2], [2, 1, 0]])
+    emb = np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.2]], np.float32)
+    rnk = np.array([[0.1, 0.9, 0.0], [0.0, 0.1, 0.9]], np.float32)
+    Y = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 0]], np.float32))
+    top = lambda S: [int(S[i].indices[np.argmax(S[i].data)]) for i in range(2)]
+    assert top(fuse(emb, rnk, sl, 1.0, 3)) == [0, 2]  # embedding score alone
+    assert top(fuse(emb, rnk, sl, 0.0, 3)) == [1, 0]  # ranker alone
+    alpha, curve = tune_alpha(emb, rnk, sl, Y, None, np.ones(3), grid=np.array([0.0, 0.5, 1.0]))
+    assert [c["P@1"] for c in curve] == [100.0, 100.0, 0.0]
+    assert alpha == 0.5  # ties go to the larger alpha (the simpler model)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp / "runs"), MUFIN_CACHE_DIR=str(tmp / "cache"),
+               MUFIN_FIGURES_DIR=str(tmp / "figures"), HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--preset", "smoke", "--run-id", "tiny",
+                        "-p", "size=300", "-p", "epochs=1", "-p", "timing_points=5"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp, env
+
+
+def test_predict_end_to_end(tiny_run, tmp_path):
+    tmp, env = tiny_run
+    run = json.loads((tmp / "runs" / "tiny" / "run.json").read_text())
+    assert all(v["status"] == "ok" for v in run["notebooks"].values())
+    img = tmp_path / "kettle.png"
+    Image.new("RGB", (90, 60), (30, 150, 150)).save(img)
+    (tmp_path / "new.jsonl").write_text("\n".join([
+        json.dumps({"id": "a", "title": "Oak Field Nova kettle", "images": [str(img)]}),
+        json.dumps({"id": "b", "title": "Pine Brook Luna mug"}),
+        json.dumps({"id": "c", "title": "", "images": [str(tmp_path / "missing.jpg")]}),
+        "{not json",
+    ]) + "\n")
+    r = subprocess.run([sys.executable, "-m", "mufin_lib.cli", "predict", "--run", str(tmp / "runs" / "tiny"),
+                        "--input", str(tmp_path / "new.jsonl"), "--top-k", "4"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = [json.loads(l) for l in (tmp_path / "new.recommendations.jsonl").read_text().splitlines()]
+    by_id = {o.get("id"): o for o in out}
+    assert len(by_id["a"]["recommendations"]) == 4 and len(by_id["b"]["recommendations"]) == 4
+    scores = [x["score"] for x in by_id["a"]["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(x["label"].startswith("SYN") and x["title"] is not None for x in by_id["a"]["recommendations"])
+    assert by_id["c"]["error"] == "no title and no usable image" and by_id["c"]["recommendations"] == []
+    assert any("line 4: not JSON" in o.get("error", "") for o in out)
