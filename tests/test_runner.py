@@ -8,7 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mufin_lib.config import ConfigError, coerce, discover_notebooks, resolve_parameters, select_notebooks
+from mufin_lib.config import (ConfigError, available_presets, coerce, discover_notebooks, resolve_parameters,
+                              select_notebooks)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,5 +118,6 @@ def test_coerce_types():
 def test_presets_are_valid_for_the_real_notebooks():
     specs = discover_notebooks()
     assert specs, "notebooks/ must hold numbered notebooks"
-    for preset in ("smoke", "default", "paper"):
+    assert {"smoke", "default", "paper"} <= set(available_presets())
+    for preset in available_presets():
         resolve_parameters(specs, select_notebooks(specs, None), preset, [])
