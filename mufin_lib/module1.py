@@ -129,6 +129,16 @@ def make_batches(n: int, batch_size: int, rng: np.random.Generator, clusters: li
     return [order[s:s + batch_size] for s in range(0, n, batch_size)]
 
 
+def optimizer_step(loss, opt, sched, parameters, clip: float) -> float:
+    """One update, shared by Modules I and IV: backward, clip, step, schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, clip)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def lr_lambda(schedule: str, warmup: int, total: int):
     def f(step):
         if step < warmup:
@@ -284,12 +294,7 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
             x, z = v[: len(pts_r)], v[len(pts_r):]
             loss = module1_loss(x @ z.T, P.to(dev), excl.to(dev), params.margin, params.num_negatives,
                                 params.temperature, params.positives, params.negatives, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            losses.append(optimizer_step(loss, opt, sched, model.parameters(), params.grad_clip))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2),
                "lr": sched.get_last_lr()[0], "clustered": epoch >= params.cluster_after}

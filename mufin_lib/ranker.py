@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .finetune import to_device
 from .metrics import evaluate, inv_propensity
 from .model import MufinEncoder, masked_mean
-from .module1 import dist_info, init_distributed, lr_lambda
+from .module1 import dist_info, init_distributed, lr_lambda, optimizer_step
 from .paths import atomic_path, atomic_write
 
 
@@ -172,12 +172,7 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
             scores = model(to_device(table.batch(point_rows[rows]), dev), to_device(table.batch(label_rows[labels]), dev),
                            torch.from_numpy(pp).to(dev), torch.from_numpy(pl).to(dev), torch.from_numpy(labels).to(dev))
             loss = cosine_embedding_loss(scores, torch.from_numpy(tt).to(dev), params.margin)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(ranker.parameters(), params.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            losses.append(optimizer_step(loss, opt, sched, ranker.parameters(), params.grad_clip))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
                         "seconds": round(time.time() - t0, 2)})
@@ -253,6 +248,7 @@ def build_ranker(encoder, n_labels: int, params: RankerParams) -> Ranker:
     from .model import SelfAttention
 
     enc = copy.deepcopy(encoder)
+    torch.manual_seed(params.seed)  # the new layers start the same in every run (resume depends on it)
     if params.reinit_self_attention:
         core = enc.mufin if hasattr(enc, "mufin") else enc
         core.A_S = SelfAttention(core.p.D, core.p.heads, core.p.attn_dropout)

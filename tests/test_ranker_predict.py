@@ -82,3 +82,32 @@ def test_predict_end_to_end(tiny_run, tmp_path):
     assert all(x["label"].startswith("SYN") and x["title"] is not None for x in by_id["a"]["recommendations"])
     assert by_id["c"]["error"] == "no title and no usable image" and by_id["c"]["recommendations"] == []
     assert any("line 4: not JSON" in o.get("error", "") for o in out)
+
+
+def test_ranker_resume_gives_the_same_weights(tmp_path):
+    from mufin_lib.bags import BagTable
+    from mufin_lib.data.synthetic import SyntheticParams, generate
+    from mufin_lib.data.xc import read_xc
+    from mufin_lib.model import ModelParams, MufinEncoder
+    from mufin_lib.module1 import _own_label
+    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+    from tests.test_module1 import fake_embeddings
+
+    generate(tmp_path / "syn", SyntheticParams(n_products=200, seed=1, with_images=False))
+    ds = read_xc(tmp_path / "syn")
+    table = BagTable(fake_embeddings(ds), 15)
+    rng = np.random.default_rng(0)
+    shortlist = np.stack([rng.permutation(ds.num_labels)[:20] for _ in range(len(ds.uids["train"]))])
+    torch.manual_seed(0)
+    enc = MufinEncoder(ModelParams(D=16, text_dim=16, image_dim=24))
+    p = RankerParams(epochs=2, batch_size=32, warmup_steps=2)
+    args = (table, ds.Y["train"], table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"]), shortlist,
+            _own_label(ds, "train"))
+    full, h_full = train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "a", p, progress=False)
+    train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "b", p, stop_after=1, progress=False)
+    assert not (tmp_path / "b" / "ranker.pt").exists()
+    resumed, h_res = train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "b", p, progress=False)
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert [h["loss"] for h in h_full] == [h["loss"] for h in h_res]
+    assert (tmp_path / "b" / "ranker.pt").exists()
