@@ -100,7 +100,7 @@ class Predictor:
         t1 = time.perf_counter()
         _, sl = self.index.search(x1, shortlist)
         t2 = time.perf_counter()
-        e, r = score_pairs(self.ranker, inputs, self.table, self.label_rows, sl)
+        e, r = score_pairs(self.ranker, inputs, self.table, self.label_rows, sl, self.model1)
         scores = fuse(e, r, sl, self.alpha, self.ds.num_labels)
         t3 = time.perf_counter()
         if timings is not None:

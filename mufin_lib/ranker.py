@@ -78,8 +78,14 @@ class Ranker(nn.Module):
             self.A_C = nn.Sequential(nn.Linear(2 * D, 2 * D), nn.ReLU(), nn.Linear(2 * D, D))
         elif combiner != "none":
             raise ValueError(f"combiner '{combiner}': expected cross_attention, concat or none")
+        # free vectors start as the labels' own z_l^1 (init_classifiers), so that a rarely trained label is
+        # scored by its embedding rather than by a random direction
         self.free = nn.Parameter(torch.randn(n_labels, D) * 0.01)
         self.mix = nn.Parameter(torch.zeros(1))  # sigmoid(0) = 0.5: half free vector, half z_l^1
+
+    @torch.no_grad()
+    def init_classifiers(self, z1: np.ndarray) -> None:
+        self.free.copy_(torch.from_numpy(np.asarray(z1, np.float32)).to(self.free.device))
 
     def pair_scores(self, X1, m1, x1, Z1, mz, z1, labels):
         """Scores of pairs: point rows X1/m1/x1 and label rows Z1/mz/z1 already aligned pair by pair."""
@@ -154,6 +160,9 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
         ranker.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); sched.load_state_dict(c["sched"])
         history, start = c["history"], c["epoch"]
     dev = next(ranker.parameters()).device
+    if start == 0:
+        from .module1 import embed_rows
+        ranker.init_classifiers(embed_rows(ranker.encoder, table, label_rows))
     for epoch in range(start, params.epochs):
         t0 = time.time()
         rng = np.random.default_rng([params.seed, 1000 + epoch])
@@ -191,9 +200,12 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
 
 
 @torch.no_grad()
-def score_pairs(ranker: Ranker, point_inputs, label_table, label_rows: np.ndarray, shortlist: np.ndarray):
+def score_pairs(ranker: Ranker, point_inputs, label_table, label_rows: np.ndarray, shortlist: np.ndarray,
+                module1=None):
     """(embedding score <x^1, z_l^1>, ranker score) for each (point, shortlisted label) of one batch of
-    points given as model inputs; -inf where the shortlist has no label."""
+    points given as model inputs; -inf where the shortlist has no label. The embedding score comes from
+    `module1` (the Module I model that retrieved the shortlist); Module IV trains its own copy of those
+    layers for the ranker score."""
     dev = next(ranker.parameters()).device
     emb = np.full(shortlist.shape, -np.inf, np.float32)
     rnk = np.full(shortlist.shape, -np.inf, np.float32)
@@ -206,6 +218,10 @@ def score_pairs(ranker: Ranker, point_inputs, label_table, label_rows: np.ndarra
     z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
     ppt, plt = torch.from_numpy(pp).to(dev), torch.from_numpy(inv).to(dev)
     r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
+    if module1 is not None:
+        module1.eval()
+        x1, _, _ = module1(*to_device(point_inputs, dev))
+        z1, _, _ = module1(*to_device(label_table.batch(label_rows[labels]), dev))
     emb[valid] = (x1[ppt] * z1[plt]).sum(-1).float().cpu().numpy()
     rnk[valid] = r.float().cpu().numpy()
     return emb, rnk
@@ -213,11 +229,11 @@ def score_pairs(ranker: Ranker, point_inputs, label_table, label_rows: np.ndarra
 
 @torch.no_grad()
 def score_shortlists(ranker: Ranker, table, point_rows: np.ndarray, label_rows: np.ndarray, shortlist: np.ndarray,
-                     batch_points: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                     module1=None, batch_points: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """score_pairs over all points of a split, in batches."""
     ranker.eval()
     parts = [score_pairs(ranker, table.batch(point_rows[s:s + batch_points]), table, label_rows,
-                         shortlist[s:s + batch_points]) for s in range(0, len(shortlist), batch_points)]
+                         shortlist[s:s + batch_points], module1) for s in range(0, len(shortlist), batch_points)]
     if not parts:
         return np.zeros(shortlist.shape, np.float32), np.zeros(shortlist.shape, np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
