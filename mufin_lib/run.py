@@ -191,7 +191,7 @@ def resume_run(run_id: str) -> tuple[dict, Path]:
         known = [q.parent.name for q in RUNS_DIR.glob("*/run.json")] if RUNS_DIR.exists() else []
         raise ConfigError(f"no run '{run_id}' under {RUNS_DIR} (runs with run.json: {', '.join(sorted(known)) or 'none'})")
     record = json.loads((run_path / "run.json").read_text())
-    record.setdefault("resumed", []).append(now())
+    record.setdefault("resumed", []).append({"time": now(), "git": git_commit()})  # code may have changed since
     return record, run_path
 
 
