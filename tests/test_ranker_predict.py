@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from PIL import Image
 
-from mufin_lib.ranker import cosine_embedding_loss, fuse, sample_pairs, tune_alpha
+from mufin_lib.ranker import cosine_embedding_loss, fuse, sample_pairs, softmax_loss, tune_alpha
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,41 @@ def test_cosine_embedding_loss_matches_torch():
     t = torch.tensor([1.0, 1.0, -1.0, -1.0])
     ours = cosine_embedding_loss(s, t, 0.5)
     assert abs(float(ours) - float(np.mean([0.1, 0.8, 0.2, 0.0]))) < 1e-6
+
+
+def test_softmax_loss_hand_computed():
+    """Point 0: positive 0.9 against negatives 0.5 and 0.7; point 1 has positives but no negative (no loss)."""
+    s = torch.tensor([0.9, 0.5, 0.7, 0.2, 0.8])
+    t = torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0])
+    point = torch.tensor([0, 0, 0, 1, 1])
+    want = -np.log(np.exp(9) / (np.exp(9) + np.exp(5) + np.exp(7))) / 3  # mean over the 3 positives
+    assert abs(float(softmax_loss(s, t, point, 2, 0.1)) - want) < 1e-6
+    # a negative scored above the positive costs more than one scored below
+    worse = softmax_loss(torch.tensor([0.5, 0.9]), torch.tensor([1.0, -1.0]), torch.tensor([0, 0]), 1, 0.1)
+    better = softmax_loss(torch.tensor([0.9, 0.5]), torch.tensor([1.0, -1.0]), torch.tensor([0, 0]), 1, 0.1)
+    assert float(worse) > 4.0 > float(better)
+
+
+def test_ranker_starts_as_the_embedding_score():
+    """A_C's residual branch starts at zero and w_l at z_l^1, so before training the ranker scores a pair
+    as <x^1, z_l^1>: fusion can only gain from what the ranker then learns."""
+    from mufin_lib.model import ModelParams, MufinEncoder
+    from mufin_lib.ranker import Ranker
+
+    torch.manual_seed(0)
+    enc = MufinEncoder(ModelParams(D=16, text_dim=8, image_dim=12)).eval()
+    B, k = 5, 3
+    inputs = (torch.randn(B, 8), torch.ones(B, dtype=torch.bool), torch.randn(B, k, 12),
+              torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [1, 0, 0]], dtype=torch.bool))
+    r = Ranker(enc, B).eval()
+    with torch.no_grad():
+        x1, X1, m1 = enc(*inputs)
+        r.init_classifiers(x1.numpy())
+        pp = torch.arange(B).repeat_interleave(B)
+        pl = torch.arange(B).repeat(B)
+        got = r.pair_scores(X1[pp], m1[pp], x1[pp], X1[pl], m1[pl], x1[pl], pl)
+    want = (x1[pp] * x1[pl]).sum(-1)
+    assert torch.allclose(got, want, atol=1e-4)
 
 
 def test_fusion_and_alpha():
@@ -111,3 +146,25 @@ def test_ranker_resume_gives_the_same_weights(tmp_path):
         assert torch.equal(a, b), k
     assert [h["loss"] for h in h_full] == [h["loss"] for h in h_res]
     assert (tmp_path / "b" / "ranker.pt").exists()
+
+
+@pytest.mark.slow
+def test_ranker_under_torchrun_two_cpu_processes(tiny_run, tmp_path):
+    """Module IV's training loop under torchrun with 2 processes (gloo) on the tiny run's stages 01-04."""
+    from mufin_lib.data.prepare import load_prepared
+    from mufin_lib.module1 import load_model
+    from mufin_lib.ranker import load_ranker
+
+    tmp, env = tiny_run
+    run_dir = tmp / "runs" / "tiny"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+                        "-m", "mufin_lib.ranker", "--run-dir", str(run_dir), "--out", str(tmp_path / "m4"),
+                        "-p", "epochs=2", "-p", "batch_size=16"], cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '"world_size": 2' in r.stdout and '"epochs": 2' in r.stdout
+    ds, _ = load_prepared(run_dir)
+    before = load_ranker(run_dir / "module4", load_model(run_dir / "module1", ds), ds.num_labels)
+    after = load_ranker(tmp_path / "m4", load_model(run_dir / "module1", ds), ds.num_labels)
+    assert not torch.equal(before.free, after.free)  # it trained (and is not the single-process result)
+    assert all(torch.isfinite(p).all() for p in after.parameters())
