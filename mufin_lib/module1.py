@@ -390,8 +390,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"-p {k}: not a Module I parameter (valid: {', '.join(fields)})")
         kw[k] = coerce(k, getattr(Module1Params(), k), v, "-p")
     ds, info = load_prepared(Path(args.run_dir))
-    emb = embed_dataset(Path(info["path"]))
-    _, state = train(ds, emb, Path(args.out or Path(args.run_dir) / "module1"), Module1Params(**kw))
+    params = Module1Params(**kw)
+    emb = (embed_dataset(Path(info["path"]), text_encoder=params.text_encoder, image_encoder=params.image_encoder)
+           if params.freeze_encoders else None)  # fine-tuning reads raw titles and images
+    _, state = train(ds, emb, Path(args.out or Path(args.run_dir) / "module1"), params)
     rank, world = dist_info()
     if rank == 0:
         print(json.dumps({"world_size": world, "epochs": state.epoch, "last": state.history[-1]}))

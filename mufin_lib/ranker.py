@@ -312,8 +312,8 @@ def load_ranker(out_dir: str | Path, encoder, n_labels: int) -> Ranker:
     return r.eval()
 
 
-def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str = "all-MiniLM-L6-v2",
-                image_encoder: str = "efficientnet-lite0", out: str | Path | None = None, progress: bool = True):
+def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str | None = None,
+                image_encoder: str | None = None, out: str | Path | None = None, progress: bool = True):
     """Stage 05 from a run folder: Module I's model and bags, the train shortlists of stage 04, validation
     points held out (stage 06 tunes alpha on them); trains and saves Module IV under run_dir/module4."""
     from .data.prepare import load_prepared
@@ -326,7 +326,8 @@ def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str = "
     ds, info = load_prepared(run_dir)
     p1 = load_params(run_dir / "module1")
     model1 = load_model(run_dir / "module1", ds)
-    emb = embed_dataset(ds.root, text_encoder=text_encoder, image_encoder=image_encoder) if p1.freeze_encoders else None
+    emb = (embed_dataset(ds.root, text_encoder=text_encoder or p1.text_encoder, image_encoder=image_encoder or p1.image_encoder)
+           if p1.freeze_encoders else None)  # None: the encoders Module I was trained with
     table = bag_source(model1, ds, emb, p1)
     _, short_train, uids = load_shortlist(run_dir / "module3" / "shortlist_train.npz")
     if uids != ds.uids["train"]:

@@ -4,6 +4,7 @@
     mufin run --preset default --only 01,03  # a subset
     mufin run -p seed=3 -p size=2000         # single overrides (validated, type-checked)
     mufin run --resume <run-id>              # continue from the first unfinished notebook
+    mufin run --resume <run-id> --only 03,04 # (re)run or add notebooks in that run
 
 Everything a run produces lives in runs/<run-id>/: executed notebooks, each stage's outputs, and
 run.json (provenance: git commit, preset, final parameters, package versions, device, timings, status).
@@ -185,13 +186,31 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
     return record, run_path
 
 
-def resume_run(run_id: str) -> tuple[dict, Path]:
+def resume_run(run_id: str, only: str | None = None) -> tuple[dict, Path]:
+    """Continue a run. With `only`, (re)run those notebooks in it: a notebook the run already had keeps its
+    recorded parameters; one it did not have gets the run's preset and the overrides it declares (after
+    stages run outside the runner, e.g. Module I under torchrun: --resume <id> --only 03,04,05,06)."""
     run_path = RUNS_DIR / run_id
     if not (run_path / "run.json").exists():
         known = [q.parent.name for q in RUNS_DIR.glob("*/run.json")] if RUNS_DIR.exists() else []
         raise ConfigError(f"no run '{run_id}' under {RUNS_DIR} (runs with run.json: {', '.join(sorted(known)) or 'none'})")
     record = json.loads((run_path / "run.json").read_text())
-    record.setdefault("resumed", []).append({"time": now(), "git": git_commit()})  # code may have changed since
+    record.setdefault("resumed", []).append({"time": now(), "git": git_commit(), "only": only})  # code may have changed
+    if only:
+        specs = discover_notebooks()
+        selected = select_notebooks(specs, only)
+        new = [s for s in selected if s.name not in record["notebooks"]]
+        if new:
+            declared = {k for s in new for k in s.parameters}
+            overrides = [o for o in record.get("overrides") or [] if o.split("=", 1)[0].strip() in declared]
+            params = resolve_parameters(specs, new, record.get("preset"), overrides)
+        for s in selected:
+            if s.name in record["notebooks"]:
+                record["notebooks"][s.name].update(status="pending")
+            else:
+                record["notebooks"][s.name] = {"status": "pending", "parameters": {
+                    **{k: v for k, v in s.parameters.items() if k != "run_dir"}, **params[s.name]}}
+        record["notebooks"] = dict(sorted(record["notebooks"].items()))
     return record, run_path
 
 
@@ -201,7 +220,8 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                     help="override one parameter (must be declared by a selected notebook)")
     ap.add_argument("--run-id", help="name of the run directory under runs/ (default: timestamp-preset)")
-    ap.add_argument("--resume", metavar="RUN_ID", help="continue a run from its first unfinished notebook")
+    ap.add_argument("--resume", metavar="RUN_ID",
+                    help="continue a run from its first unfinished notebook; with --only, (re)run those notebooks in it")
     ap.add_argument("--list", action="store_true", help="list notebooks and their parameters, then exit")
     ap.add_argument("--publish", action="store_true", help="when the run succeeds, copy its figures to figures/")
 
@@ -215,10 +235,10 @@ def run_command(args: argparse.Namespace) -> int:
                     print(f"    {k}: {type(v).__name__} = {v!r}")
             return 0
         if args.resume:
-            if args.preset or args.param or args.only or args.run_id:
+            if args.preset or args.param or args.run_id:
                 raise ConfigError("--resume continues a run with its recorded parameters: "
-                                  "it takes no --preset, -p, --only or --run-id")
-            record, run_path = resume_run(args.resume)
+                                  "it takes no --preset, -p or --run-id (--only re-runs or adds notebooks)")
+            record, run_path = resume_run(args.resume, args.only)
         else:
             record, run_path = start_run(args.preset, args.only, args.param, args.run_id)
     except ConfigError as e:

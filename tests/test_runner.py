@@ -122,3 +122,18 @@ def test_presets_are_valid_for_the_real_notebooks():
     assert {"smoke", "default", "paper"} <= set(available_presets())
     for preset in available_presets():
         resolve_parameters(specs, select_notebooks(specs, None), preset, [])
+
+
+def test_resume_with_only_reruns_and_adds_notebooks(nbdir, tmp_path):
+    """After a stage ran outside the runner (torchrun), --resume <id> --only re-runs or adds notebooks."""
+    d, log, flag = nbdir
+    r = mufin(d, tmp_path, "--only", "01", "--run-id", "r3", "-p", "n=4")
+    assert r.returncode == 0, r.stderr
+    r = mufin(d, tmp_path, "--resume", "r3", "--only", "03,01")
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == "01 n=4\n01 n=4\n03 rate=0.5\n"  # 01 keeps its recorded n; 03 gets its defaults
+    run = json.loads((tmp_path / "runs/r3/run.json").read_text())
+    assert list(run["notebooks"]) == ["01_first", "03_last"] and run["status"] == "ok"
+    assert run["resumed"][0]["only"] == "03,01"
+    r = mufin(d, tmp_path, "--resume", "r3", "-p", "n=5")
+    assert r.returncode == 2 and "takes no --preset, -p or --run-id" in r.stderr
