@@ -43,6 +43,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/curation_throughput.py
 	$(BIN)/python benchmarks/module1_throughput.py
+	$(BIN)/mufin run --only 11 --publish  # plots them (runs/<id>/benchmarks/, figures/)
 
 clean-runs:
 	rm -rf runs/

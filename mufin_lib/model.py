@@ -41,18 +41,25 @@ class Bottleneck(nn.Module):
         return self.proj(x)
 
 
+def identity_attention(D: int, heads: int, dropout: float, out_scale: float = 1.0) -> nn.MultiheadAttention:
+    """Attention whose query, key and value projections start as the identity, and the output projection as
+    out_scale times the identity (0: the residual branch starts silent)."""
+    attn = nn.MultiheadAttention(D, heads, dropout=dropout, batch_first=True)
+    with torch.no_grad():
+        attn.in_proj_weight.copy_(torch.cat([torch.eye(D)] * 3))
+        attn.in_proj_bias.zero_()
+        attn.out_proj.weight.copy_(out_scale * torch.eye(D))
+        attn.out_proj.bias.zero_()
+    return attn
+
+
 class SelfAttention(nn.Module):
     """A_S: one attention layer over the bag, post-LayerNorm, no feed-forward, identity-initialised
     projections (so that at the start X^1 ~ LayerNorm(X^0 + mean of the bag)), attention dropout."""
 
     def __init__(self, D: int, heads: int = 1, dropout: float = 0.1):
         super().__init__()
-        self.attn = nn.MultiheadAttention(D, heads, dropout=dropout, batch_first=True)
-        with torch.no_grad():
-            self.attn.in_proj_weight.copy_(torch.cat([torch.eye(D)] * 3))
-            self.attn.in_proj_bias.zero_()
-            self.attn.out_proj.weight.copy_(torch.eye(D))
-            self.attn.out_proj.bias.zero_()
+        self.attn = identity_attention(D, heads, dropout)
         self.norm = nn.LayerNorm(D)
 
     def forward(self, X, mask):

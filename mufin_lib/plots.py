@@ -60,16 +60,21 @@ def bar_metrics(df, metric_cols: list[str], label_col: str, title: str = ""):
     return fig
 
 
-def training_curves(histories: dict[str, list[dict]], metric: str = "val_P@1", title: str = ""):
-    """Loss (left) and a validation metric (right) per epoch, one line per run."""
+def training_curves(histories: dict[str, list[dict]], metric: str | tuple[str, ...] = "val_P@1", title: str = ""):
+    """Loss (left) and validation metrics (right) per epoch, one line per run and metric."""
+    metrics = (metric,) if isinstance(metric, str) else tuple(metric)
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.3))
     for name, h in histories.items():
         ep = [r["epoch"] for r in h]
         a.plot(ep, [r["loss"] for r in h], marker=".", label=name)
-        if h and metric in h[0]:
-            b.plot(ep, [r[metric] for r in h], marker=".", label=name)
+        for m in metrics:
+            if h and m in h[0]:
+                b.plot(ep, [r[m] for r in h], marker=".", label=name if len(metrics) == 1 else f"{name}: {m}")
     a.set_xlabel("epoch"); a.set_ylabel("loss"); a.grid(alpha=0.3); a.legend(fontsize=8)
-    b.set_xlabel("epoch"); b.set_ylabel(metric.replace("val_", "validation ") + " (%)"); b.grid(alpha=0.3)
+    ylabel = metrics[0].replace("val_", "validation ") if len(metrics) == 1 else "validation metric"
+    b.set_xlabel("epoch"); b.set_ylabel(ylabel + " (%)"); b.grid(alpha=0.3)
+    if b.lines and len(metrics) > 1:
+        b.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -99,4 +104,36 @@ def alpha_curve(curve: list[dict], metric: str, chosen: float, title: str = ""):
     ax.set_ylabel(f"validation {metric} (%)")
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+def curation_benchmark(results: list[dict], title: str = ""):
+    """Throughput (records/s) and peak memory against input size, one line per method (ours and the peer)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for method in sorted({r["method"] for r in results}):
+        rs = sorted((r for r in results if r["method"] == method), key=lambda r: r["size"])
+        sizes = [r["size"] for r in rs]
+        axes[0].plot(sizes, [r["records_per_s"] for r in rs], "o-", label=method)
+        axes[1].plot(sizes, [r["peak_rss_mb"] for r in rs], "o-", label=method)
+    for ax, ylabel in zip(axes, ("records / s", "peak RSS (MB)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("input records")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def throughput_bars(results: list[dict], label_keys: tuple[str, ...], value: str, title: str = ""):
+    """Horizontal bars of one value per configuration (log scale: configurations differ by orders)."""
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(results)))
+    labels = [" / ".join(str(r.get(k, "")) for k in label_keys) for r in results]
+    vals = [r[value] for r in results]
+    ax.barh(labels, vals)
+    for i, v in enumerate(vals):
+        ax.text(v, i, f" {v:,.1f}", va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(value)
+    ax.set_title(title)
     return fig

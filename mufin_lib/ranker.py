@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .finetune import to_device
 from .metrics import evaluate, inv_propensity
-from .model import MufinEncoder, masked_mean
+from .model import MufinEncoder, identity_attention, masked_mean
 from .module1 import dist_info, init_distributed, lr_lambda, optimizer_step
 from .paths import atomic_path, atomic_write
 
@@ -48,6 +48,11 @@ class RankerParams:
     train_encoder: bool = True  # paper: Module I's layers train on; False freezes them
     reinit_self_attention: bool = False  # authors' code: A_S re-initialised in Module IV
     combiner: str = "cross_attention"  # cross_attention (A_C) | concat ("ConCat" ablation) | none ("no A_C")
+    # kit: keep the epoch whose fused score (best alpha) has the best P@1 on `val_points` validation points
+    # (the paper keeps the last epoch). patience > 0 also stops after that many epochs without a gain.
+    select_epoch: bool = True
+    val_points: int = 1000
+    patience: int = 0
     seed: int = 0
 
 
@@ -56,16 +61,11 @@ class CrossAttention(nn.Module):
 
     def __init__(self, D: int, heads: int = 1, dropout: float = 0.1):
         super().__init__()
-        self.attn = nn.MultiheadAttention(D, heads, dropout=dropout, batch_first=True)
         # identity projections as A_S, but the residual branch starts at zero: at the start x^{2,l} is the
         # point's own mean (~ x^1), so the ranker scores as <x^1, z_l^1> and training moves it from there.
         # With an identity out-projection the label's bag is added to every point row from the start, and on
         # the default synthetic run the ranker alone fell from 34.6 to 20.6 val P@1 in one epoch (34.5 this way).
-        with torch.no_grad():
-            self.attn.in_proj_weight.copy_(torch.cat([torch.eye(D)] * 3))
-            self.attn.in_proj_bias.zero_()
-            self.attn.out_proj.weight.zero_()
-            self.attn.out_proj.bias.zero_()
+        self.attn = identity_attention(D, heads, dropout, out_scale=0.0)
         self.norm = nn.LayerNorm(D)
 
     def forward(self, Xq, q_mask, Zk, k_mask):
@@ -164,8 +164,11 @@ def sample_pairs(Y: sp.csr_matrix, rows: np.ndarray, shortlist: np.ndarray, own:
 
 def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray, label_rows: np.ndarray,
                  shortlist: np.ndarray, own: np.ndarray, out_dir: str | Path, params: RankerParams,
-                 resume: bool = True, stop_after: int | None = None, progress: bool = True):
-    """Train Module IV on the train points (rows of Y/shortlist), checkpointing every epoch atomically."""
+                 resume: bool = True, stop_after: int | None = None, progress: bool = True, validate=None):
+    """Train Module IV on the train points (rows of Y/shortlist), checkpointing every epoch atomically.
+    `validate(ranker) -> dict` (e.g. `Validation`), called after each epoch on rank 0, adds validation
+    metrics to the history; with params.select_epoch the saved ranker is the epoch with the best "val_fused_P@1"
+    (ties: the earlier epoch) and params.patience stops early."""
     init_distributed()
     rank, world = dist_info()
     out_dir = Path(out_dir)
@@ -184,6 +187,8 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     model = torch.nn.parallel.DistributedDataParallel(ranker, find_unused_parameters=True) if world > 1 else ranker
     history, start = [], 0
     ckpt = out_dir / "checkpoints" / "last.pt"
+    best = out_dir / "checkpoints" / "best.pt"
+    select = params.select_epoch and validate is not None
     if resume and ckpt.exists():
         c = torch.load(ckpt, map_location="cpu", weights_only=False)
         if c["params"] != asdict(params):
@@ -194,7 +199,8 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     if start == 0:
         from .module1 import embed_rows
         ranker.init_classifiers(embed_rows(ranker.encoder, table, label_rows))
-    for epoch in range(start, params.epochs):
+    finished = start > 0 and _stop_early(history, params, select, world)  # a resumed run that had stopped early
+    for epoch in range(start, start if finished else params.epochs):
         t0 = time.time()
         rng = np.random.default_rng([params.seed, 1000 + epoch])
         torch.manual_seed(params.seed * 100_003 + 1000 + epoch)
@@ -214,20 +220,73 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
             loss = ranker_loss(scores, torch.from_numpy(tt).to(dev), torch.from_numpy(pp).to(dev), len(rows), params)
             losses.append(optimizer_step(loss, opt, sched, ranker.parameters(), params.grad_clip))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                        "seconds": round(time.time() - t0, 2)})
+        rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+               "seconds": round(time.time() - t0, 2)}
+        if validate is not None and rank == 0:
+            t1 = time.time()
+            rec.update(validate(ranker))
+            rec["val_seconds"] = round(time.time() - t1, 2)
+        history.append(rec)
         if rank == 0:
+            if select and _best_epoch(history) == epoch + 1:  # before last.pt: a resume never loses the best
+                with atomic_path(best) as tmp:
+                    torch.save({"model": ranker.state_dict(), "epoch": epoch + 1}, tmp)
             with atomic_path(ckpt) as tmp:
                 torch.save({"model": ranker.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                             "epoch": epoch + 1, "history": history, "params": asdict(params)}, tmp)
         if stop_after is not None and epoch + 1 >= stop_after:
             return ranker, history
+        if _stop_early(history, params, select, world):
+            break
+    chosen = len(history)
+    if select:
+        chosen = _best_epoch(history)
+        if world > 1:
+            torch.distributed.barrier()  # rank 0 wrote best.pt
+        ranker.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
+        for r in history:
+            r["selected"] = r["epoch"] == chosen
     if rank == 0:
         with atomic_path(out_dir / "ranker.pt") as tmp:
-            torch.save({"model": ranker.state_dict(), "params": asdict(params)}, tmp)
+            torch.save({"model": ranker.state_dict(), "params": asdict(params), "epoch": chosen}, tmp)
         with atomic_write(out_dir / "history.json") as f:
             json.dump(history, f, indent=2)
     return ranker, history
+
+
+def _best_epoch(history: list[dict], key: str = "val_fused_P@1") -> int:
+    return max(history, key=lambda r: (r.get(key, -1.0), -r["epoch"]))["epoch"]
+
+
+def _stop_early(history: list[dict], params: RankerParams, select: bool, world: int) -> bool:
+    """True after params.patience epochs without a better validation score (decided on rank 0, shared)."""
+    stop = select and params.patience > 0 and history[-1]["epoch"] - _best_epoch(history) >= params.patience
+    if world > 1:
+        t = torch.tensor([float(stop)])
+        torch.distributed.broadcast(t, 0)  # only rank 0 validated
+        stop = bool(t.item())
+    return stop
+
+
+class Validation:
+    """Per-epoch check of Module IV on validation points: the ranker's P@1 alone and the fused P@1 at the best
+    alpha of the grid. The embedding scores <x^1, z_l^1> come from the frozen Module I model, computed once."""
+
+    def __init__(self, module1, table, point_rows, label_rows, shortlist, Y, filt, inv_p):
+        self.module1, self.table, self.point_rows, self.label_rows = module1, table, point_rows, label_rows
+        self.shortlist, self.Y, self.filt, self.inv_p = shortlist, Y, filt, inv_p
+        self.emb = None
+
+    def __call__(self, ranker: Ranker) -> dict:
+        was_training = ranker.training
+        emb, rnk = score_shortlists(ranker, self.table, self.point_rows, self.label_rows, self.shortlist,
+                                    None if self.emb is not None else self.module1)
+        ranker.train(was_training)
+        if self.emb is None:
+            self.emb = emb
+        alpha, curve = tune_alpha(self.emb, rnk, self.shortlist, self.Y, self.filt, self.inv_p)
+        best = next(r for r in curve if r["alpha"] == alpha)
+        return {"val_P@1": round(curve[0]["P@1"], 4), "val_fused_P@1": round(best["P@1"], 4), "val_alpha": alpha}
 
 
 @torch.no_grad()
@@ -319,7 +378,7 @@ def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str | N
     from .data.prepare import load_prepared
     from .data.xc import carve_validation
     from .encoders import embed_dataset
-    from .module1 import _own_label, bag_source, load_model, load_params
+    from .module1 import _own_label, bag_source, load_model, load_params, rows_filter
     from .retrieval import load_shortlist
 
     run_dir = Path(run_dir)
@@ -333,15 +392,21 @@ def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str | N
     if uids != ds.uids["train"]:
         raise ValueError(f"{run_dir / 'module3' / 'shortlist_train.npz'}: its points are not the dataset's train "
                          "points; run stage 04 again")
-    fit, _ = carve_validation(ds.Y["train"].shape[0], p1.val_fraction, p1.seed)
+    fit, val = carve_validation(ds.Y["train"].shape[0], p1.val_fraction, p1.seed)
     keep = np.zeros(ds.Y["train"].shape[0], bool)
     keep[fit] = True
     Y_fit = ds.Y["train"].multiply(keep[:, None]).tocsr()  # validation points stay out of training
     Y_fit.eliminate_zeros()
+    point_rows, label_rows = table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"])
+    validate = None
+    if len(val) and (params.select_epoch or params.patience):
+        if params.val_points < len(val):  # a fixed, seeded subset keeps the per-epoch check cheap
+            val = np.sort(np.random.default_rng(params.seed).choice(val, params.val_points, replace=False))
+        validate = Validation(model1, table, point_rows[val], label_rows, short_train[val], ds.Y["train"][val],
+                              rows_filter(ds.filters["train"], val), inv_propensity(ds.Y["train"]))
     ranker = build_ranker(model1, ds.num_labels, params)
-    return train_ranker(ranker, table, Y_fit, table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"]),
-                        short_train, _own_label(ds, "train"), Path(out or run_dir / "module4"), params,
-                        progress=progress)
+    return train_ranker(ranker, table, Y_fit, point_rows, label_rows, short_train, _own_label(ds, "train"),
+                        Path(out or run_dir / "module4"), params, progress=progress, validate=validate)
 
 
 def main(argv=None) -> int:

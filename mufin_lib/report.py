@@ -66,3 +66,18 @@ def read_paper_table(name: str) -> pd.DataFrame:
         except (ValueError, TypeError):
             pass
     return df
+
+
+def read_benchmarks(bench_dir: Path) -> dict[str, dict]:
+    """Every benchmark JSON under bench_dir (written by benchmarks/*.py), by benchmark name. A file that is not
+    a benchmark result raises, naming it."""
+    out = {}
+    for f in sorted(Path(bench_dir).glob("*.json")):
+        try:
+            data = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON (line {e.lineno}): {e.msg}") from None
+        if not isinstance(data, dict) or "benchmark" not in data or not isinstance(data.get("results"), list):
+            raise ValueError(f"{f}: expected a benchmark result with 'benchmark' and a 'results' list")
+        out[data["benchmark"]] = data
+    return out

@@ -167,6 +167,13 @@ def shortlist_recall(labels: np.ndarray, Y, ks=(10, 50, 100, 200, 300), filt: np
     return out
 
 
+def topk_overlap(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each row's exact top-k labels (-1: empty slot) that the approximate search also found."""
+    shares = [len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist())) / len(b[b >= 0])
+              for a, b in zip(approx, exact) if (b >= 0).any()]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
 def save_shortlist(path: str | Path, scores: np.ndarray, labels: np.ndarray, uids: list[str]) -> None:
     """Module III: a split's shortlists (labels best first, with scores), cached on disk."""
     with atomic_path(Path(path)) as tmp:

@@ -1,5 +1,6 @@
 """Metrics on hand-computed cases (the napkinXC cross-check comes with Module IV's metrics issue)."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from mufin_lib.metrics import evaluate, inv_propensity, recall_at_k
@@ -100,3 +101,34 @@ def test_shortlist_recall_with_filter():
     assert shortlist_recall(labels, Y, ks=(1,), filt=np.array([[0, 1]])) == {"R@1": 100.0}
     # a filtered prediction (the point's own product) does not take a place in the top k
     assert shortlist_recall(np.array([[3, 0, 2], [1, 2, -1]]), Y, ks=(1,), filt=np.array([[0, 3], [1, 1]])) == {"R@1": 75.0}
+
+
+def test_topk_overlap():
+    from mufin_lib.retrieval import topk_overlap
+
+    exact = np.array([[0, 1, 2, 3], [4, 5, -1, -1], [-1, -1, -1, -1]])
+    approx = np.array([[3, 2, 1, 9], [5, 7, -1, -1], [1, 2, 3, 4]])
+    assert topk_overlap(approx, exact) == np.mean([3 / 4, 1 / 2])  # a row with no exact label does not count
+
+
+def test_read_benchmarks_and_plots(tmp_path):
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from mufin_lib import plots
+    from mufin_lib.report import read_benchmarks
+
+    res = [{"method": m, "size": n, "records_per_s": 1000.0 * n ** 0.1, "peak_rss_mb": n / 1000} for m in ("mufin", "peer")
+           for n in (10, 100)]
+    (tmp_path / "curation_throughput.json").write_text(json.dumps({"benchmark": "curation_throughput", "results": res}))
+    got = read_benchmarks(tmp_path)
+    assert list(got) == ["curation_throughput"] and len(got["curation_throughput"]["results"]) == 4
+    fig = plots.curation_benchmark(res)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]  # ours and the peer on both panels
+    fig = plots.throughput_bars([{"encoders": "frozen", "points_per_s": 10.0}, {"encoders": "tuned", "points_per_s": 2.0}],
+                                ("encoders",), "points_per_s")
+    assert len(fig.axes[0].patches) == 2
+    (tmp_path / "notes.json").write_text('{"a": 1}')
+    with pytest.raises(ValueError, match="notes.json: expected a benchmark result"):
+        read_benchmarks(tmp_path)

@@ -148,6 +148,53 @@ def test_ranker_resume_gives_the_same_weights(tmp_path):
     assert (tmp_path / "b" / "ranker.pt").exists()
 
 
+def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
+    """A scripted validation score: the saved ranker is the best epoch's weights (not the last), a resume
+    keeps that choice, and patience stops training once the score has not improved for that many epochs."""
+    from mufin_lib.bags import BagTable
+    from mufin_lib.data.synthetic import SyntheticParams, generate
+    from mufin_lib.data.xc import read_xc
+    from mufin_lib.model import ModelParams, MufinEncoder
+    from mufin_lib.module1 import _own_label
+    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+    from tests.test_module1 import fake_embeddings
+
+    generate(tmp_path / "syn", SyntheticParams(n_products=200, seed=1, with_images=False))
+    ds = read_xc(tmp_path / "syn")
+    table = BagTable(fake_embeddings(ds), 15)
+    rng = np.random.default_rng(0)
+    shortlist = np.stack([rng.permutation(ds.num_labels)[:20] for _ in range(len(ds.uids["train"]))])
+    torch.manual_seed(0)
+    enc = MufinEncoder(ModelParams(D=16, text_dim=16, image_dim=24))
+    args = (table, ds.Y["train"], table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"]), shortlist,
+            _own_label(ds, "train"))
+
+    def scripted(scores):
+        it = iter(scores)
+        return lambda ranker: {"val_fused_P@1": next(it)}
+
+    p = RankerParams(epochs=4, batch_size=32, warmup_steps=2)
+    r, h = train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "a", p, progress=False,
+                        validate=scripted([10.0, 30.0, 20.0, 30.0]))
+    assert len(h) == 4 and [x["selected"] for x in h] == [False, True, False, False]  # ties: the earlier epoch
+    best = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)
+    last = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / "a" / "ranker.pt", weights_only=False)
+    assert best["epoch"] == 2 and saved["epoch"] == 2
+    assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # epochs differ
+    for k in best["model"]:
+        assert torch.equal(saved["model"][k], best["model"][k]) and torch.equal(r.state_dict()[k], best["model"][k]), k
+
+    p2 = RankerParams(epochs=6, batch_size=32, warmup_steps=2, patience=2)
+    _, h2 = train_ranker(build_ranker(enc, ds.num_labels, p2), *args, tmp_path / "b", p2, progress=False,
+                         validate=scripted([30.0, 20.0, 25.0, 99.0, 99.0, 99.0]))
+    assert len(h2) == 3 and h2[0]["selected"]  # stopped after 2 epochs without a gain; epoch 4 never ran
+    # resuming a run that had stopped early trains no further
+    _, h3 = train_ranker(build_ranker(enc, ds.num_labels, p2), *args, tmp_path / "b", p2, progress=False,
+                         validate=scripted([]))
+    assert len(h3) == 3 and torch.load(tmp_path / "b" / "ranker.pt", weights_only=False)["epoch"] == 1
+
+
 @pytest.mark.slow
 def test_ranker_under_torchrun_two_cpu_processes(tiny_run, tmp_path):
     """Module IV's training loop under torchrun with 2 processes (gloo) on the tiny run's stages 01-04."""
