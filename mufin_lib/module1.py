@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .bags import BagTable
 from .finetune import build as build_finetune, to_device
-from .data.xc import XCDataset, carve_validation
+from .data.xc import XCDataset, carve_validation, validation_filter
 from .encoders import Embeddings
 from .metrics import evaluate, inv_propensity, topk_to_csr
 from .model import ModelParams, MufinEncoder
@@ -201,13 +201,6 @@ def embed_bags(model, table, rows: np.ndarray, batch: int = 1024) -> tuple[np.nd
     return np.concatenate(vecs), np.concatenate(descs), np.concatenate(owners)
 
 
-def rows_filter(filt: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The filter pairs of a subset of rows, renumbered."""
-    pos = {int(r): i for i, r in enumerate(rows)}
-    keep = [(pos[int(r)], int(c)) for r, c in filt if int(r) in pos]
-    return np.asarray(keep, np.int64).reshape(-1, 2)
-
-
 def evaluate_embeddings(Xq: np.ndarray, Z: np.ndarray, Y: sp.csr_matrix, filt: np.ndarray, inv_p: np.ndarray,
                         k: int = 5) -> dict:
     extra = int(np.bincount(filt[:, 0]).max()) if len(filt) else 0
@@ -249,6 +242,7 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
                   {"params": model.encoder_parameters(), "lr": params.encoder_lr}]
     model = model.to(dev)
     fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed)
+    val_filt = validation_filter(ds, fit, val)
     Y = sp.csr_matrix(ds.Y["train"] > 0)
     p_rows = table.rows_of(ds.uids["train"])
     l_rows = table.rows_of(ds.uids["label"])
@@ -300,8 +294,7 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
                "lr": sched.get_last_lr()[0], "clustered": epoch >= params.cluster_after}
         if rank == 0 and len(val):
             Z = embed_rows(model, table, l_rows)
-            m = evaluate_embeddings(embed_rows(model, table, p_rows[val]), Z, Y[val],
-                                    rows_filter(ds.filters["train"], val), inv_p)
+            m = evaluate_embeddings(embed_rows(model, table, p_rows[val]), Z, Y[val], val_filt, inv_p)
             rec.update({f"val_{k}": v for k, v in m.items() if k in ("P@1", "P@3", "P@5", "nDCG@5", "PSP@5")})
         state.history.append(rec)
         state.epoch = epoch + 1
@@ -363,10 +356,10 @@ def evaluate_model(model, ds: XCDataset, emb: Embeddings | None, split: str, par
     Z = embed_rows(model, table, table.rows_of(ds.uids["label"]))
     inv_p = inv_propensity(ds.Y["train"])
     if split == "val":
-        _, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed)
+        fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed)
         rows = table.rows_of([ds.uids["train"][i] for i in val])
         return evaluate_embeddings(embed_rows(model, table, rows), Z, ds.Y["train"][val],
-                                   rows_filter(ds.filters["train"], val), inv_p)
+                                   validation_filter(ds, fit, val), inv_p)
     rows = table.rows_of(ds.uids[split])
     return evaluate_embeddings(embed_rows(model, table, rows), Z, ds.Y[split], ds.filters[split], inv_p)
 

@@ -376,9 +376,9 @@ def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str | N
     """Stage 05 from a run folder: Module I's model and bags, the train shortlists of stage 04, validation
     points held out (stage 06 tunes alpha on them); trains and saves Module IV under run_dir/module4."""
     from .data.prepare import load_prepared
-    from .data.xc import carve_validation
+    from .data.xc import carve_validation, validation_filter
     from .encoders import embed_dataset
-    from .module1 import _own_label, bag_source, load_model, load_params, rows_filter
+    from .module1 import _own_label, bag_source, load_model, load_params
     from .retrieval import load_shortlist
 
     run_dir = Path(run_dir)
@@ -403,7 +403,7 @@ def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str | N
         if params.val_points < len(val):  # a fixed, seeded subset keeps the per-epoch check cheap
             val = np.sort(np.random.default_rng(params.seed).choice(val, params.val_points, replace=False))
         validate = Validation(model1, table, point_rows[val], label_rows, short_train[val], ds.Y["train"][val],
-                              rows_filter(ds.filters["train"], val), inv_propensity(ds.Y["train"]))
+                              validation_filter(ds, fit, val), inv_propensity(ds.Y["train"]))
     ranker = build_ranker(model1, ds.num_labels, params)
     return train_ranker(ranker, table, Y_fit, point_rows, label_rows, short_train, _own_label(ds, "train"),
                         Path(out or run_dir / "module4"), params, progress=progress, validate=validate)

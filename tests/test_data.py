@@ -153,6 +153,27 @@ def test_carve_validation_is_deterministic():
     assert np.array_equal(a[1], b[1]) and len(a[1]) == 10 and not set(a[0]) & set(a[1])
 
 
+def test_validation_filter_removes_self_and_reciprocal_pairs_as_test_does():
+    """Products a..e; train points a, b, c, d (rows 0-3); validation rows 1 (b) and 3 (d), fit rows 0 (a), 2 (c).
+    b -> a with a -> b: reciprocal with a fit point, filtered. b -> e: e bought nothing, kept.
+    d -> c with c -> d: filtered. d -> b with b -> d: b is a validation point, not fit, so kept."""
+    import scipy.sparse as sp
+
+    from mufin_lib.data.xc import validation_filter
+
+    uids = list("abcde")
+    Y = sp.csr_matrix(np.array([[0, 1, 0, 0, 0],    # a -> b
+                                [1, 0, 0, 1, 1],    # b -> a, d, e
+                                [0, 0, 0, 1, 0],    # c -> d
+                                [0, 1, 1, 0, 0]]))  # d -> b, c
+    ds = XCDataset(root=None, uids={"train": list("abcd"), "test": [], "label": uids},
+                   titles={"train": list("abcd"), "test": [], "label": uids}, Y={"train": Y, "test": Y[:0]},
+                   filters={"train": np.array([[0, 0], [1, 1], [2, 2], [3, 3]]), "test": np.zeros((0, 2), np.int64)},
+                   image_urls={})
+    got = validation_filter(ds, fit=np.array([0, 2]), val=np.array([1, 3]))
+    assert sorted(map(tuple, got.tolist())) == [(0, 0), (0, 1), (1, 2), (1, 3)]
+
+
 def _img(colour, size=(60, 30)):
     return Image.new("RGB", size, colour)
 

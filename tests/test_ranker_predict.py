@@ -119,13 +119,14 @@ def test_predict_end_to_end(tiny_run, tmp_path):
     assert any("line 4: not JSON" in o.get("error", "") for o in out)
 
 
-def test_ranker_resume_gives_the_same_weights(tmp_path):
+def _tiny_ranker_inputs(tmp_path):
+    """A 200-product synthetic set with fake embeddings, random shortlists and a small encoder: the inputs of
+    train_ranker after the ranker and the output folder."""
     from mufin_lib.bags import BagTable
     from mufin_lib.data.synthetic import SyntheticParams, generate
     from mufin_lib.data.xc import read_xc
     from mufin_lib.model import ModelParams, MufinEncoder
     from mufin_lib.module1 import _own_label
-    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
     from tests.test_module1 import fake_embeddings
 
     generate(tmp_path / "syn", SyntheticParams(n_products=200, seed=1, with_images=False))
@@ -135,13 +136,20 @@ def test_ranker_resume_gives_the_same_weights(tmp_path):
     shortlist = np.stack([rng.permutation(ds.num_labels)[:20] for _ in range(len(ds.uids["train"]))])
     torch.manual_seed(0)
     enc = MufinEncoder(ModelParams(D=16, text_dim=16, image_dim=24))
-    p = RankerParams(epochs=2, batch_size=32, warmup_steps=2)
     args = (table, ds.Y["train"], table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"]), shortlist,
             _own_label(ds, "train"))
-    full, h_full = train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "a", p, progress=False)
-    train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "b", p, stop_after=1, progress=False)
+    return enc, ds.num_labels, args
+
+
+def test_ranker_resume_gives_the_same_weights(tmp_path):
+    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+
+    enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
+    p = RankerParams(epochs=2, batch_size=32, warmup_steps=2)
+    full, h_full = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "a", p, progress=False)
+    train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "b", p, stop_after=1, progress=False)
     assert not (tmp_path / "b" / "ranker.pt").exists()
-    resumed, h_res = train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "b", p, progress=False)
+    resumed, h_res = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "b", p, progress=False)
     for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
     assert [h["loss"] for h in h_full] == [h["loss"] for h in h_res]
@@ -151,30 +159,16 @@ def test_ranker_resume_gives_the_same_weights(tmp_path):
 def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
     """A scripted validation score: the saved ranker is the best epoch's weights (not the last), a resume
     keeps that choice, and patience stops training once the score has not improved for that many epochs."""
-    from mufin_lib.bags import BagTable
-    from mufin_lib.data.synthetic import SyntheticParams, generate
-    from mufin_lib.data.xc import read_xc
-    from mufin_lib.model import ModelParams, MufinEncoder
-    from mufin_lib.module1 import _own_label
     from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
-    from tests.test_module1 import fake_embeddings
 
-    generate(tmp_path / "syn", SyntheticParams(n_products=200, seed=1, with_images=False))
-    ds = read_xc(tmp_path / "syn")
-    table = BagTable(fake_embeddings(ds), 15)
-    rng = np.random.default_rng(0)
-    shortlist = np.stack([rng.permutation(ds.num_labels)[:20] for _ in range(len(ds.uids["train"]))])
-    torch.manual_seed(0)
-    enc = MufinEncoder(ModelParams(D=16, text_dim=16, image_dim=24))
-    args = (table, ds.Y["train"], table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"]), shortlist,
-            _own_label(ds, "train"))
+    enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
 
     def scripted(scores):
         it = iter(scores)
         return lambda ranker: {"val_fused_P@1": next(it)}
 
     p = RankerParams(epochs=4, batch_size=32, warmup_steps=2)
-    r, h = train_ranker(build_ranker(enc, ds.num_labels, p), *args, tmp_path / "a", p, progress=False,
+    r, h = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "a", p, progress=False,
                         validate=scripted([10.0, 30.0, 20.0, 30.0]))
     assert len(h) == 4 and [x["selected"] for x in h] == [False, True, False, False]  # ties: the earlier epoch
     best = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)
@@ -186,11 +180,11 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
         assert torch.equal(saved["model"][k], best["model"][k]) and torch.equal(r.state_dict()[k], best["model"][k]), k
 
     p2 = RankerParams(epochs=6, batch_size=32, warmup_steps=2, patience=2)
-    _, h2 = train_ranker(build_ranker(enc, ds.num_labels, p2), *args, tmp_path / "b", p2, progress=False,
+    _, h2 = train_ranker(build_ranker(enc, n_labels, p2), *args, tmp_path / "b", p2, progress=False,
                          validate=scripted([30.0, 20.0, 25.0, 99.0, 99.0, 99.0]))
     assert len(h2) == 3 and h2[0]["selected"]  # stopped after 2 epochs without a gain; epoch 4 never ran
     # resuming a run that had stopped early trains no further
-    _, h3 = train_ranker(build_ranker(enc, ds.num_labels, p2), *args, tmp_path / "b", p2, progress=False,
+    _, h3 = train_ranker(build_ranker(enc, n_labels, p2), *args, tmp_path / "b", p2, progress=False,
                          validate=scripted([]))
     assert len(h3) == 3 and torch.load(tmp_path / "b" / "ranker.pt", weights_only=False)["epoch"] == 1
 
@@ -211,7 +205,7 @@ def test_ranker_under_torchrun_two_cpu_processes(tiny_run, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"world_size": 2' in r.stdout and '"epochs": 2' in r.stdout
     ds, _ = load_prepared(run_dir)
-    before = load_ranker(run_dir / "module4", load_model(run_dir / "module1", ds), ds.num_labels)
-    after = load_ranker(tmp_path / "m4", load_model(run_dir / "module1", ds), ds.num_labels)
+    before = load_ranker(run_dir / "module4", load_model(run_dir / "module1", ds), n_labels)
+    after = load_ranker(tmp_path / "m4", load_model(run_dir / "module1", ds), n_labels)
     assert not torch.equal(before.free, after.free)  # it trained (and is not the single-process result)
     assert all(torch.isfinite(p).all() for p in after.parameters())
