@@ -168,7 +168,7 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     """Train Module IV on the train points (rows of Y/shortlist), checkpointing every epoch atomically.
     `validate(ranker) -> dict` (e.g. `Validation`), called after each epoch on rank 0, adds validation
     metrics to the history; with params.select_epoch the saved ranker is the epoch with the best "val_fused_P@1"
-    (ties: the earlier epoch) and params.patience stops early."""
+    (ties: then fused nDCG@5, the ranker's own nDCG@5, the earlier epoch) and params.patience stops early."""
     init_distributed()
     rank, world = dist_info()
     out_dir = Path(out_dir)
@@ -254,8 +254,11 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     return ranker, history
 
 
-def _best_epoch(history: list[dict], key: str = "val_fused_P@1") -> int:
-    return max(history, key=lambda r: (r.get(key, -1.0), -r["epoch"]))["epoch"]
+SELECT_KEYS = ("val_fused_P@1", "val_fused_nDCG@5", "val_nDCG@5")  # later keys break ties (small validation sets)
+
+
+def _best_epoch(history: list[dict]) -> int:
+    return max(history, key=lambda r: (*(r.get(k, -1.0) for k in SELECT_KEYS), -r["epoch"]))["epoch"]
 
 
 def _stop_early(history: list[dict], params: RankerParams, select: bool, world: int) -> bool:
@@ -286,7 +289,8 @@ class Validation:
             self.emb = emb
         alpha, curve = tune_alpha(self.emb, rnk, self.shortlist, self.Y, self.filt, self.inv_p)
         best = next(r for r in curve if r["alpha"] == alpha)
-        return {"val_P@1": round(curve[0]["P@1"], 4), "val_fused_P@1": round(best["P@1"], 4), "val_alpha": alpha}
+        return {"val_P@1": round(curve[0]["P@1"], 4), "val_nDCG@5": round(curve[0]["nDCG@5"], 4),
+                "val_fused_P@1": round(best["P@1"], 4), "val_fused_nDCG@5": round(best["nDCG@5"], 4), "val_alpha": alpha}
 
 
 @torch.no_grad()

@@ -165,7 +165,7 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
 
     def scripted(scores):
         it = iter(scores)
-        return lambda ranker: {"val_fused_P@1": next(it)}
+        return lambda ranker: (lambda v: v if isinstance(v, dict) else {"val_fused_P@1": v})(next(it))
 
     p = RankerParams(epochs=4, batch_size=32, warmup_steps=2)
     r, h = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "a", p, progress=False,
@@ -187,6 +187,11 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
     _, h3 = train_ranker(build_ranker(enc, n_labels, p2), *args, tmp_path / "b", p2, progress=False,
                          validate=scripted([]))
     assert len(h3) == 3 and torch.load(tmp_path / "b" / "ranker.pt", weights_only=False)["epoch"] == 1
+    # equal P@1 (a small validation set): fused nDCG@5 decides
+    p3 = RankerParams(epochs=3, batch_size=32, warmup_steps=2)
+    _, h4 = train_ranker(build_ranker(enc, n_labels, p3), *args, tmp_path / "c", p3, progress=False,
+                         validate=scripted([{"val_fused_P@1": 5.0, "val_fused_nDCG@5": n} for n in (1.0, 3.0, 2.0)]))
+    assert [x["selected"] for x in h4] == [False, True, False]
 
 
 @pytest.mark.slow
