@@ -268,3 +268,13 @@ def test_curate_to_dir_writes_the_release_layout(amazon_dir, tmp_path):
         assert (tmp_path / "xc" / f).exists(), f
     back = read_xc(tmp_path / "xc")
     assert back.num_labels == 100 and len(back.image_urls) == 53
+
+
+def test_prepare_amazon_json_names_the_real_data(amazon_dir, tmp_path):
+    """Tables on curated Amazon metadata say which file they come from, and are not marked synthetic."""
+    from mufin_lib.data.prepare import DataParams, prepare_dataset
+
+    _, info = prepare_dataset(DataParams(source="amazon-json", path=str(amazon_dir / "meta_Appliances.first100.json.gz")),
+                              tmp_path / "dataset")
+    assert info["data_label"] == "Amazon Appliances" and not info["synthetic"]
+    assert info["stats"]["L"] == 100 and json.loads((tmp_path / "dataset" / "dataset.json").read_text())["data_label"] == info["data_label"]

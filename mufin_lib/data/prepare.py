@@ -55,7 +55,7 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
     """Returns the dataset and a description (written to stage/dataset.json, which later stages read)."""
     if params.source not in SOURCES:
         raise ValueError(f"source '{params.source}': expected one of {', '.join(SOURCES)}")
-    report = None
+    report, label = None, None
     if params.source == "synthetic":
         root = get_synthetic(params.size, params.seed, params.with_images, params.test_fraction)
     elif params.source == "amazon-json":
@@ -63,6 +63,8 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
             raise ValueError("source 'amazon-json' needs path= one or more metadata files (comma-separated)")
         files = [resolve(p.strip()) for p in params.path.split(",") if p.strip()]
         root = stage / "xc"
+        # "Amazon Gift_Cards" from meta_Gift_Cards.json.gz: tables then say which real data they are on
+        label = "Amazon " + "+".join(f.name.split(".")[0].removeprefix("meta_") for f in files)
         _, rep = curate_to_dir(files, root, CurateParams(params.test_fraction, params.seed, params.clean_titles))
         report = rep.__dict__
     else:
@@ -77,7 +79,7 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
                           "products_without_title": int(sum(1 for t in ds.titles["label"] if not t))}
     synthetic = (root / "synthetic.json").exists()
     info = {"source": params.source, "path": str(root), "synthetic": synthetic,
-            "data_label": "synthetic" if synthetic else root.name, "params": params.__dict__,
+            "data_label": "synthetic" if synthetic else (label or root.name), "params": params.__dict__,
             "stats": stats, "curation_report": report, "image_read_report": store.report.as_dict()}
     with atomic_write(stage / "dataset.json") as f:
         json.dump(info, f, indent=2)
