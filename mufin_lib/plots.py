@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 from .paths import atomic_path
@@ -70,10 +71,15 @@ def training_curves(histories: dict[str, list[dict]], metric: str | tuple[str, .
         for m in metrics:
             if h and m in h[0]:
                 b.plot(ep, [r[m] for r in h], marker=".", label=name if len(metrics) == 1 else f"{name}: {m}")
+        kept = [r["epoch"] for r in h if r.get("selected")]
+        if kept:  # the epoch a validation-based choice kept
+            b.axvline(kept[0], color="grey", ls=":", label=f"{name}: kept (epoch {kept[0]})")
     a.set_xlabel("epoch"); a.set_ylabel("loss"); a.grid(alpha=0.3); a.legend(fontsize=8)
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ylabel = metrics[0].replace("val_", "validation ") if len(metrics) == 1 else "validation metric"
     b.set_xlabel("epoch"); b.set_ylabel(ylabel + " (%)"); b.grid(alpha=0.3)
-    if b.lines and len(metrics) > 1:
+    if b.lines and (len(metrics) > 1 or any(r.get("selected") for h in histories.values() for r in h)):
         b.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)

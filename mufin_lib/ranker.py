@@ -290,6 +290,7 @@ class Validation:
         alpha, curve = tune_alpha(self.emb, rnk, self.shortlist, self.Y, self.filt, self.inv_p)
         best = next(r for r in curve if r["alpha"] == alpha)
         return {"val_P@1": round(curve[0]["P@1"], 4), "val_nDCG@5": round(curve[0]["nDCG@5"], 4),
+                "val_embedding_P@1": round(curve[-1]["P@1"], 4),  # alpha = 1: the reference the ranker must beat
                 "val_fused_P@1": round(best["P@1"], 4), "val_fused_nDCG@5": round(best["nDCG@5"], 4), "val_alpha": alpha}
 
 

@@ -132,3 +132,15 @@ def test_read_benchmarks_and_plots(tmp_path):
     (tmp_path / "notes.json").write_text('{"a": 1}')
     with pytest.raises(ValueError, match="notes.json: expected a benchmark result"):
         read_benchmarks(tmp_path)
+
+
+def test_training_curves_mark_the_kept_epoch():
+    from mufin_lib import plots
+
+    h = [{"epoch": e, "loss": 1.0 / e, "val_P@1": v, "val_fused_P@1": v + 1, "selected": e == 2}
+         for e, v in ((1, 10.0), (2, 12.0), (3, 11.0))]
+    fig = plots.training_curves({"IV": h}, metric=("val_P@1", "val_fused_P@1"))
+    right = fig.axes[1]
+    assert [list(l.get_ydata()) for l in right.lines[:2]] == [[10.0, 12.0, 11.0], [11.0, 13.0, 12.0]]
+    kept = [l for l in right.lines if "kept" in l.get_label()]
+    assert len(kept) == 1 and list(kept[0].get_xdata()) == [2, 2]
