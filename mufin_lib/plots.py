@@ -1,6 +1,7 @@
 """Figures, named after the paper's labels where one exists; saved atomically as PNG."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -54,9 +55,9 @@ def bar_metrics(df, metric_cols: list[str], label_col: str, title: str = ""):
     w = 0.8 / max(1, len(df))
     for i, (_, row) in enumerate(df.iterrows()):
         ax.bar(x + i * w, [row[m] for m in metric_cols], w, label=str(row[label_col]))
-    ax.set_xticks(x + w * (len(df) - 1) / 2, metric_cols)
+    ax.set_xticks(x + w * (len(df) - 1) / 2, [textwrap.fill(m, 16) for m in metric_cols])  # long names wrap
     ax.set_ylabel("%")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never hides a bar
     ax.set_title(title)
     return fig
 

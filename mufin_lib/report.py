@@ -81,3 +81,12 @@ def read_benchmarks(bench_dir: Path) -> dict[str, dict]:
             raise ValueError(f"{f}: expected a benchmark result with 'benchmark' and a 'results' list")
         out[data["benchmark"]] = data
     return out
+
+
+def ranker_variants_table(bench: dict) -> pd.DataFrame:
+    """One row per (run, variant) of benchmarks/ranker_variants.py: test P@1 and P@5 of Module IV alone,
+    MUFIN-(alpha=1) and MUFIN at the alpha tuned on validation."""
+    return pd.DataFrame([{"run": r["run"], "data": r["data"], "variant": r["variant"], "alpha": r["alpha"],
+                          "train_s": r["train_seconds"],
+                          **{f"{m} {k}": v[k] for m, v in r["test"].items() for k in ("P@1", "P@5")}}
+                         for r in bench["results"]])

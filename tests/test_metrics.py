@@ -134,6 +134,24 @@ def test_read_benchmarks_and_plots(tmp_path):
         read_benchmarks(tmp_path)
 
 
+def test_ranker_variants_table_and_plot():
+    from mufin_lib import plots
+    from mufin_lib.report import ranker_variants_table
+
+    def row(variant, alone, fused):
+        test = {"Module IV alone": {"P@1": alone, "P@5": alone / 2}, "MUFIN-(alpha=1)": {"P@1": 27.0, "P@5": 20.0},
+                "MUFIN (tuned alpha)": {"P@1": fused, "P@5": fused / 2}}
+        return {"run": "r", "data": "SYNTHETIC catalogue", "variant": variant, "alpha": 0.7, "train_seconds": 1.0, "test": test}
+
+    df = ranker_variants_table({"results": [row("paper_loss", 23.7, 27.4), row("low_lr", 27.2, 27.2)]})
+    assert list(df["variant"]) == ["paper_loss", "low_lr"]
+    assert df.loc[1, "Module IV alone P@1"] == 27.2 and df.loc[0, "MUFIN (tuned alpha) P@5"] == 13.7
+    cols = [c for c in df.columns if c.endswith("P@1")]
+    assert cols == ["Module IV alone P@1", "MUFIN-(alpha=1) P@1", "MUFIN (tuned alpha) P@1"]
+    fig = plots.bar_metrics(df, cols, "variant")
+    assert sorted(round(p.get_height(), 1) for p in fig.axes[0].patches) == [23.7, 27.0, 27.0, 27.2, 27.2, 27.4]
+
+
 def test_training_curves_mark_the_kept_epoch():
     from mufin_lib import plots
 
