@@ -8,10 +8,10 @@ PRESET ?= default
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce smoke test test-fast test-slow lab bench clean-runs help
+.PHONY: reproduce smoke test test-fast test-slow lab bench ranker-variants clean-runs help
 
 help:
-	@echo "make reproduce [PRESET=default|smoke|paper] | make test | make test-fast | make lab | make bench"
+	@echo "make reproduce [PRESET=default|smoke|paper] | make test | make test-fast | make lab | make bench | make ranker-variants RUN=runs/<id>"
 
 # Reinstalls only when pyproject.toml or constraints.txt changed since the last install.
 $(STAMP): pyproject.toml constraints.txt
@@ -44,6 +44,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/curation_throughput.py
 	$(BIN)/python benchmarks/module1_throughput.py
 	$(BIN)/mufin run --only 11 --publish  # plots them (runs/<id>/benchmarks/, figures/)
+
+# Module IV variants retrained on a finished run (about 40 min on the default run, 2 cores): make ranker-variants RUN=runs/<id>
+ranker-variants: $(STAMP)
+	@test -n "$(RUN)" || { echo "set RUN=runs/<id>, a run with notebooks 01-04 done"; exit 2; }
+	$(BIN)/python benchmarks/ranker_variants.py --run $(RUN)
+	$(BIN)/mufin run --only 11 --publish
 
 clean-runs:
 	rm -rf runs/
