@@ -210,7 +210,7 @@ def test_ranker_under_torchrun_two_cpu_processes(tiny_run, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"world_size": 2' in r.stdout and '"epochs": 2' in r.stdout
     ds, _ = load_prepared(run_dir)
-    before = load_ranker(run_dir / "module4", load_model(run_dir / "module1", ds), n_labels)
-    after = load_ranker(tmp_path / "m4", load_model(run_dir / "module1", ds), n_labels)
+    before = load_ranker(run_dir / "module4", load_model(run_dir / "module1", ds), ds.num_labels)
+    after = load_ranker(tmp_path / "m4", load_model(run_dir / "module1", ds), ds.num_labels)
     assert not torch.equal(before.free, after.free)  # it trained (and is not the single-process result)
     assert all(torch.isfinite(p).all() for p in after.parameters())
