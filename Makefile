@@ -8,7 +8,7 @@ PRESET ?= default
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce smoke test test-fast test-slow lab bench ranker-variants clean-runs help
+.PHONY: reproduce smoke test test-fast test-smoke test-slow lab bench ranker-variants clean-runs help
 
 help:
 	@echo "make reproduce [PRESET=default|smoke|paper] | make test | make test-fast | make lab | make bench | make ranker-variants RUN=runs/<id>"
@@ -31,14 +31,21 @@ smoke: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax -m "not slow" tests notebooks
 
+# The smoke tier alone: the chain at smoke size through the runner, numbers read from each stage's metrics.json.
+test-smoke: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m smoke tests
+
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow and not smoke" tests
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m slow tests
 
+# Lab's root is the project: notebooks/ and runs/<id>/ (executed copies, figures) side by side. The committed
+# notebooks are saved stripped (mufin_lib/lab.py), so exploring never dirties the repository.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
+		--ContentsManager.pre_save_hook=mufin_lib.lab.strip_committed_notebooks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/curation_throughput.py

@@ -19,14 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mufin_lib.data.prepare import load_prepared  # noqa: E402
-from mufin_lib.data.xc import carve_validation, validation_filter  # noqa: E402
-from mufin_lib.encoders import embed_dataset  # noqa: E402
-from mufin_lib.metrics import evaluate, inv_propensity  # noqa: E402
-from mufin_lib.module1 import bag_source, load_model, load_params  # noqa: E402
+from mufin_lib.artifacts import open_run  # noqa: E402
+from mufin_lib.fusion import evaluate_fused, score_split, tune_alpha  # noqa: E402
 from mufin_lib.paths import RUNS_DIR, atomic_write  # noqa: E402
-from mufin_lib.ranker import RankerParams, fuse, score_shortlists, train_stage, tune_alpha  # noqa: E402
-from mufin_lib.retrieval import load_shortlist  # noqa: E402
+from mufin_lib.ranker import RankerParams, train_stage  # noqa: E402
 
 # What each variant changes from the default preset's Module IV (epochs 8, patience 2, epoch kept on validation)
 BASE = {"epochs": 8, "patience": 2}
@@ -40,27 +36,19 @@ OUT = RUNS_DIR / "benchmarks" / "ranker_variants.json"
 METRICS = ("P@1", "P@3", "P@5", "PSP@5")
 
 
-def run_variant(run: Path, name: str, overrides: dict) -> dict:
+def run_variant(run, name: str, overrides: dict) -> dict:
+    """Train the variant under runs/benchmarks/, then score it as stage 06 does (alpha tuned on validation)."""
     params = RankerParams(**{**BASE, **overrides})
     t = time.perf_counter()
-    ranker, hist = train_stage(run, params, out=RUNS_DIR / "benchmarks" / "ranker_variants" / run.name / name)
+    ranker, hist = train_stage(run, params, out=RUNS_DIR / "benchmarks" / "ranker_variants" / run.dir.name / name)
     train_s = time.perf_counter() - t
-    ds, _ = load_prepared(run)
-    p1 = load_params(run / "module1")
-    model1 = load_model(run / "module1", ds)
-    emb = embed_dataset(ds.root, text_encoder=p1.text_encoder, image_encoder=p1.image_encoder) if p1.freeze_encoders else None
-    table = bag_source(model1, ds, emb, p1)
-    labels = table.rows_of(ds.uids["label"])
-    inv_p = inv_propensity(ds.Y["train"], 0.6, 2.6)
-    fit, val = carve_validation(ds.Y["train"].shape[0], p1.val_fraction, p1.seed)
-    scored = {}
-    for split in ("val", "test"):
-        _, sl, uids = load_shortlist(run / "module3" / f"shortlist_{split}.npz")
-        scored[split] = (*score_shortlists(ranker, table, table.rows_of(uids), labels, sl, module1=model1), sl)
-    alpha, curve = tune_alpha(*scored["val"], ds.Y["train"][val], validation_filter(ds, fit, val), inv_p)
+    inv_p = run.inv_propensity()
+    scored = {split: score_split(run, split, ranker) for split in ("val", "test")}
+    val, test_split = run.split("val"), run.split("test")
+    alpha, curve = tune_alpha(*scored["val"], val.Y, val.filter, inv_p)
     test = {}
     for label, a in (("Module IV alone", 0.0), ("MUFIN-(alpha=1)", 1.0), ("MUFIN (tuned alpha)", alpha)):
-        m = evaluate(fuse(*scored["test"][:2], scored["test"][2], a, ds.num_labels), ds.Y["test"], inv_p, ds.filters["test"])
+        m = evaluate_fused(*scored["test"], a, test_split, inv_p)
         test[label] = {k: round(float(m[k]), 4) for k in METRICS}
     return {"params": {**BASE, **overrides}, "alpha": alpha, "train_seconds": round(train_s, 1),
             "history": [{k: h.get(k) for k in ("epoch", "loss", "val_P@1", "val_fused_P@1", "selected")} for h in hist],
@@ -73,22 +61,22 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=BASE["epochs"], help="epochs planned (patience may stop sooner)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     args = ap.parse_args(argv)
-    run = Path(args.run).resolve()
+    run = open_run(args.run)
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
     for stage in ("dataset", "module1", "module3"):
-        if not (run / stage).is_dir():
-            ap.error(f"{run}: no {stage}/ folder; run notebooks 01-04 first")
+        if not (run.dir / stage).is_dir():
+            ap.error(f"{run.dir}: no {stage}/ folder; run notebooks 01-04 first")
     # same layout as the other benchmarks (report.read_benchmarks): rows merged with earlier runs' rows
     old = json.loads(OUT.read_text())["results"] if OUT.exists() else []
-    _, info = load_prepared(run)
     for name in names:
         print(f"[{name}] {VARIANTS[name] or 'default preset'}", flush=True)
-        r = {"run": run.name, "data": "SYNTHETIC catalogue" if info["synthetic"] else info["data_label"], "variant": name, **run_variant(run, name, {**VARIANTS[name], "epochs": args.epochs})}
+        r = {"run": run.dir.name, "data": run.data_title, "variant": name,
+             **run_variant(run, name, {**VARIANTS[name], "epochs": args.epochs})}
         print(f"[{name}] alpha {r['alpha']}: " + "; ".join(f"{k} P@1 {v['P@1']:.2f} P@5 {v['P@5']:.2f}" for k, v in r["test"].items()), flush=True)
-        old = [o for o in old if (o["run"], o["variant"]) != (run.name, name)] + [r]
+        old = [o for o in old if (o["run"], o["variant"]) != (run.dir.name, name)] + [r]
         with atomic_write(OUT) as f:  # after each variant: a killed run keeps the finished ones
             json.dump({"benchmark": "ranker_variants", "data": "per row",
                        "split": "test; alpha tuned on filtered validation", "results": old}, f, indent=2)

@@ -7,6 +7,11 @@ import torch
 from .encoders import Embeddings
 
 
+def image_dim(emb: Embeddings) -> int:
+    """Width of the image pre-embeddings (EfficientNet-Lite0's 1280 when there are no images)."""
+    return emb.image.shape[1] if np.ndim(emb.image) == 2 and emb.image.shape[0] else 1280
+
+
 class BagTable:
     """All products' pre-embeddings as tensors; `batch(rows)` gives the model's inputs for those products.
     `modalities` drops a modality for the text-only / image-only variants."""
@@ -16,9 +21,9 @@ class BagTable:
             raise ValueError(f"modalities '{modalities}': expected text, image or text+image")
         self.uids = emb.uids
         self.row = emb.row()
-        self.text = torch.from_numpy(np.ascontiguousarray(emb.text, dtype=np.float32))
+        self.text = torch.from_numpy(np.array(emb.text, dtype=np.float32))  # a copy: the cache is a read-only memmap
         img = np.asarray(emb.image, dtype=np.float32)
-        self.image_dim = img.shape[1] if img.ndim == 2 and img.shape[0] else 1280
+        self.image_dim = image_dim(emb)
         # one zero row at the end stands for padding
         self.image = torch.from_numpy(np.vstack([img.reshape(-1, self.image_dim), np.zeros((1, self.image_dim), np.float32)]))
         self.offsets = np.asarray(emb.img_offsets)
@@ -50,3 +55,53 @@ class BagTable:
         has_text[empty] = True
         return (self.text[torch.from_numpy(rows)], torch.from_numpy(has_text),
                 self.image[torch.from_numpy(idx)], torch.from_numpy(mask))
+
+
+def to_device(inputs, dev):
+    """A batch of model inputs (tensors, or a dict of tensors for a tokenizer's output) moved to `dev`."""
+    return [{k: v.to(dev) for k, v in x.items()} if isinstance(x, dict) else x.to(dev) for x in inputs]
+
+
+def bag_source(model, ds, emb: Embeddings | None, params):
+    """What a trained Module I model reads (params: its Module1Params): cached pre-embeddings (frozen
+    encoders) or raw titles and images through its fine-tuned encoders."""
+    if params.freeze_encoders:
+        return BagTable(emb, params.keep_top_k, params.modalities)
+    from .encoders import load_image_encoder
+    from .finetune import RawBags
+    enc = None
+    if params.modalities != "text" and model.image_model is not None:
+        enc = load_image_encoder(params.image_encoder)
+        enc.model = model.image_model  # the fine-tuned weights, the encoder's preprocessing
+    return RawBags(ds, model.text_model, enc, params.keep_top_k, params.modalities)
+
+
+@torch.no_grad()
+def embed_rows(model, table, rows: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """x^1 (or z^1) of the products at `rows` of a bag source."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for s in range(0, len(rows), batch):
+        out.append(model(*to_device(table.batch(rows[s:s + batch]), dev))[0].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.p.D), np.float32)
+
+
+@torch.no_grad()
+def embed_bags(model, table, rows: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x^1 per product, and every descriptor row of X^1 (unit-normalised) with the product it belongs to:
+    what P-I-bag indexes."""
+    import torch.nn.functional as F
+
+    model.eval()
+    dev = next(model.parameters()).device
+    vecs, descs, owners = [], [], []
+    for s in range(0, len(rows), batch):
+        x1, X1, mask = model(*to_device(table.batch(rows[s:s + batch]), dev))
+        vecs.append(x1.float().cpu().numpy())
+        m = mask.cpu().numpy()
+        descs.append(F.normalize(X1, dim=-1).float().cpu().numpy()[m])
+        owners.append(np.nonzero(m)[0] + s)
+    if not vecs:
+        return np.zeros((0, model.p.D), np.float32), np.zeros((0, model.p.D), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(vecs), np.concatenate(descs), np.concatenate(owners)

@@ -174,17 +174,90 @@ def resolve_parameters(
                                       f"(valid: {', '.join(sorted(spec.parameters))})")
                 if spec.name in final:
                     final[spec.name][key] = coerce(key, spec.parameters[key], value, src)
-    sel_names = sorted({k for s in selected for k in s.parameters if k not in RUNNER_PARAMETERS})
+    return apply_overrides(specs, selected, final, overrides)
+
+
+def split_override(item: str, specs: list[NotebookSpec]) -> tuple[NotebookSpec | None, str, str]:
+    """`key=value` (every selected notebook declaring key) or `NN.key=value` / `<notebook name>.key=value`
+    (that notebook alone): (notebook or None, key, value)."""
+    if "=" not in item:
+        raise ConfigError(f"-p {item!r}: expected key=value or NN.key=value")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if "." not in key:
+        return None, key, value
+    nb_key, key = key.rsplit(".", 1)
+    by_key = {s.number: s for s in specs} | {s.name: s for s in specs}
+    if nb_key not in by_key:
+        raise ConfigError(f"-p {nb_key}.{key}: no notebook '{nb_key}' (valid: {', '.join(s.name for s in specs)})")
+    return by_key[nb_key], key, value
+
+
+def apply_overrides(specs: list[NotebookSpec], selected: list[NotebookSpec], final: dict[str, dict[str, Any]],
+                    overrides: list[str]) -> dict[str, dict[str, Any]]:
+    """-p items over `final` (parameters per selected notebook), type-checked: the one parser of `-p`, for the
+    runner, its resume and the torchrun entries."""
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"-p {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        key = key.strip()
+        nb, key, value = split_override(item, specs)
         if key in RUNNER_PARAMETERS:
             raise ConfigError(f"-p {key}: set by the runner, not by a parameter")
-        if key not in sel_names:
-            raise ConfigError(f"-p {key}: no selected notebook declares '{key}' (valid parameters: {', '.join(sel_names)})")
-        for s in selected:
-            if key in s.parameters:
-                final[s.name][key] = coerce(key, s.parameters[key], value, f"-p {key}")
+        targets = [s for s in selected if key in s.parameters and (nb is None or s.name == nb.name)]
+        if nb is not None and nb.name not in {s.name for s in selected}:
+            raise ConfigError(f"-p {item.split('=', 1)[0]}: notebook {nb.name} is not selected "
+                              f"(selected: {', '.join(s.name for s in selected)})")
+        if not targets:
+            scope = selected if nb is None else [nb]
+            names = sorted({k for s in scope for k in s.parameters if k not in RUNNER_PARAMETERS})
+            where = "no selected notebook declares" if nb is None else f"notebook {nb.name} does not declare"
+            raise ConfigError(f"-p {item.split('=', 1)[0]}: {where} '{key}' (valid parameters: {', '.join(names)})")
+        for s in targets:
+            final[s.name][key] = coerce(key, s.parameters[key], value, f"-p {item.split('=', 1)[0]}")
     return final
+
+
+# ---- one source of defaults: each notebook's parameters are the fields of its stage's Params dataclass ----
+
+# notebook number -> "module:Class" (imported on use: reading parameters must not import torch)
+STAGE_PARAMS = {
+    "01": "mufin_lib.data.prepare:DataParams",
+    "02": "mufin_lib.module1:Module1Params",
+    "03": "mufin_lib.retrieval:RetrievalParams",
+    "04": "mufin_lib.retrieval:RetrievalParams",
+    "05": "mufin_lib.ranker:RankerParams",
+    "06": "mufin_lib.fusion:EvaluateParams",
+    "11": "mufin_lib.report:BenchmarksParams",
+}
+
+
+def stage_params_class(number: str):
+    import importlib
+
+    mod, cls = STAGE_PARAMS[number].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def params_from(cls, values: dict[str, Any]):
+    """The stage's Params from a notebook's parameter values (e.g. its globals()): the fields it declares are
+    taken from `values`, the others keep the dataclass's defaults."""
+    from dataclasses import fields
+
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+def stage_parameters(run_dir: str | Path, number: str, overrides: list[str], cls=None):
+    """What notebook `number` has (or would have) in a run: its recorded parameters in run.json, else its
+    defaults under the run's preset; then `-p` overrides through the runner's parser. With `cls`, the Params
+    dataclass built from them (the torchrun entries: exactly what the notebook would train with)."""
+    specs = discover_notebooks()
+    spec = select_notebooks(specs, number)
+    f = Path(run_dir) / "run.json"
+    record = json.loads(f.read_text()) if f.exists() else {}
+    recorded = (record.get("notebooks") or {}).get(spec[0].name)
+    if recorded is not None:
+        final = {spec[0].name: dict(recorded["parameters"])}
+    else:
+        final = resolve_parameters(specs, spec, record.get("preset"), [])
+        final[spec[0].name] = {**{k: v for k, v in spec[0].parameters.items() if k not in RUNNER_PARAMETERS},
+                               **final[spec[0].name]}
+    final = apply_overrides(specs, spec, final, overrides)[spec[0].name]
+    return final if cls is None else params_from(cls, final)

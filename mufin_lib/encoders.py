@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from .paths import CACHE_DIR, atomic_path, atomic_write
 

@@ -37,14 +37,19 @@ class RawBags:
         return np.array([self.row[u] for u in uids], np.int64)
 
     def batch(self, rows):
-        titles = [self.titles[r] if self.use_text else "" for r in rows]
+        return self.inputs([self.titles[r] for r in rows],
+                           [self.store.get(self.uids[r]) if self.use_image else [] for r in rows])
+
+    def inputs(self, titles: list[str], images: list[list]):
+        """Model inputs of products given by title and decoded images (dataset rows and new products alike)."""
+        titles = [t if self.use_text else "" for t in titles]
         has_text = torch.tensor([bool(t) for t in titles])
         feats = {k: v for k, v in self.text_model.preprocess([t or "." for t in titles]).items() if torch.is_tensor(v)}
-        ims = [self.store.get(self.uids[r])[: self.keep_top_k] if self.use_image else [] for r in rows]
+        ims = [x[: self.keep_top_k] if self.use_image else [] for x in images]
         k = max((len(x) for x in ims), default=0)
-        mask = torch.zeros(len(rows), k, dtype=torch.bool)
+        mask = torch.zeros(len(titles), k, dtype=torch.bool)
         size = self.image_enc.size if self.image_enc else 1
-        pix = torch.zeros(len(rows), k, 3, size, size)
+        pix = torch.zeros(len(titles), k, 3, size, size)
         for i, x in enumerate(ims):
             if x:
                 pix[i, : len(x)] = self.image_enc.preprocess(x)
@@ -85,5 +90,3 @@ def build(ds: XCDataset, mufin: MufinEncoder, text_encoder: str, image_encoder: 
     return EncoderTower(mufin, text_model, image_enc), RawBags(ds, text_model, image_enc, keep_top_k, modalities)
 
 
-def to_device(inputs, dev):
-    return [{k: v.to(dev) for k, v in x.items()} if isinstance(x, dict) else x.to(dev) for x in inputs]

@@ -8,39 +8,42 @@ After `cluster_after` epochs of random batches, batches are made of balanced rec
 of the point embeddings (leaves of ~`cluster_leaf` points), re-clustered every `recluster_every` epochs,
 so that in-batch negatives are hard.
 
-Runs the same in a notebook (one process) and under `torchrun --nproc_per_node N -m mufin_lib.module1`
-(DistributedDataParallel; gloo on CPU, NCCL on GPUs): every rank builds the same batches and takes its
-share of each, so in-batch negatives are per rank.
+Stage 02 is `train_stage(open_run(run_dir), params)`. It runs the same in a notebook (one process) and under
+`torchrun --nproc_per_node N -m mufin_lib.module1 --run-dir runs/<id>` (DistributedDataParallel; gloo on CPU,
+NCCL on GPUs), with the parameters notebook 02 has in that run: every rank builds the same batches and takes
+its share of each, so in-batch negatives are per rank.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .bags import BagTable
-from .finetune import build as build_finetune, to_device
-from .data.xc import XCDataset, carve_validation, validation_filter
+from .bags import BagTable, bag_source, embed_rows, image_dim, to_device
+from .data.xc import XCDataset, carve_validation, own_label, validation_filter
 from .encoders import Embeddings
+from .finetune import build as build_finetune
 from .metrics import evaluate, inv_propensity, topk_to_csr
 from .model import ModelParams, MufinEncoder
 from .paths import atomic_path, atomic_write
+from .progress import tqdm
 from .retrieval import exact_search
+from .training import (dist_info, device, discard_stale_checkpoints, finish_distributed, init_distributed,
+                       load_checkpoint, optimizer, optimizer_step, save_checkpoint)
 
 
 @dataclass
 class Module1Params:
-    epochs: int = 6  # paper: 200
+    """Stage 02's parameters; the defaults are the smoke size (notebook 02's parameters cell equals them)."""
+    epochs: int = 4  # paper: 200
     lr: float = 2e-4
     batch_size: int = 256  # paper: 1024
     margin: float = 0.2  # paper 0.2; authors' code 0.3
@@ -58,10 +61,12 @@ class Module1Params:
     val_fraction: float = 0.1
     keep_top_k: int = 15
     modalities: str = "text+image"  # text | image | text+image
+    D: int = 192  # working width of the model (authors' code: 192)
     freeze_encoders: bool = True  # False: fine-tune E_T and E_V too (the paper; slow on a CPU)
     encoder_lr: float = 2e-5  # learning rate of the encoders when fine-tuned
-    text_encoder: str = "all-MiniLM-L6-v2"  # used when fine-tuning (frozen runs read the cached pre-embeddings)
-    image_encoder: str = "efficientnet-lite0"
+    text_encoder: str = "all-MiniLM-L6-v2"
+    image_encoder: str = "efficientnet-lite0"  # "": text only
+    compare_text_only: bool = True  # stage 02 also trains a text-only model with the same settings
     seed: int = 0
 
 
@@ -129,77 +134,7 @@ def make_batches(n: int, batch_size: int, rng: np.random.Generator, clusters: li
     return [order[s:s + batch_size] for s in range(0, n, batch_size)]
 
 
-def optimizer_step(loss, opt, sched, parameters, clip: float) -> float:
-    """One update, shared by Modules I and IV: backward, clip, step, schedule."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(parameters, clip)
-    opt.step()
-    sched.step()
-    return loss.item()
-
-
-def lr_lambda(schedule: str, warmup: int, total: int):
-    def f(step):
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t))) if schedule == "cosine" else max(0.0, 1 - t)
-    return f
-
-
-# ---- distributed ------------------------------------------------------------------------------------
-
-def dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def init_distributed() -> None:
-    """Under torchrun (WORLD_SIZE > 1): one process group; NCCL when every rank has a GPU, else gloo."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
 # ---- embedding and evaluation -----------------------------------------------------------------------
-
-@torch.no_grad()
-def embed_rows(model: MufinEncoder, table: BagTable, rows: np.ndarray, batch: int = 1024) -> np.ndarray:
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for s in range(0, len(rows), batch):
-        out.append(model(*to_device(table.batch(rows[s:s + batch]), dev))[0].float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.p.D), np.float32)
-
-
-@torch.no_grad()
-def embed_bags(model, table, rows: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x^1 per product, and every descriptor row of X^1 (unit-normalised) with the product it belongs to:
-    what P-I-bag indexes."""
-    model.eval()
-    dev = next(model.parameters()).device
-    vecs, descs, owners = [], [], []
-    for s in range(0, len(rows), batch):
-        x1, X1, mask = model(*to_device(table.batch(rows[s:s + batch]), dev))
-        vecs.append(x1.float().cpu().numpy())
-        m = mask.cpu().numpy()
-        descs.append(F.normalize(X1, dim=-1).float().cpu().numpy()[m])
-        owners.append(np.nonzero(m)[0] + s)
-    if not vecs:
-        return np.zeros((0, model.p.D), np.float32), np.zeros((0, model.p.D), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(vecs), np.concatenate(descs), np.concatenate(owners)
-
 
 def evaluate_embeddings(Xq: np.ndarray, Z: np.ndarray, Y: sp.csr_matrix, filt: np.ndarray, inv_p: np.ndarray,
                         k: int = 5) -> dict:
@@ -214,25 +149,18 @@ class Module1State:
     history: list = field(default_factory=list)  # per epoch: loss, seconds, val metrics
 
 
-def _own_label(ds: XCDataset, split: str) -> np.ndarray:
-    lab = {u: i for i, u in enumerate(ds.uids["label"])}
-    return np.array([lab.get(u, -1) for u in ds.uids[split]], np.int64)
-
-
-def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Params = Module1Params(),
-          model_params: ModelParams | None = None, resume: bool = True, stop_after: int | None = None,
-          progress: bool = True) -> tuple[MufinEncoder, Module1State]:
+def train(ds: XCDataset, emb: Embeddings | None, out_dir: str | Path, params: Module1Params = Module1Params(),
+          resume: bool = True, stop_after: int | None = None, progress: bool = True) -> tuple[MufinEncoder, Module1State]:
     """Train (or resume) Module I; checkpoints every epoch to out_dir/checkpoints/last.pt (atomically)."""
     init_distributed()
     rank, world = dist_info()
     out_dir = Path(out_dir)
     dev = device()
     torch.manual_seed(params.seed)
+    # the pre-embedding widths of the encoders (the cached ones of stage 01; without them, MiniLM's and Lite0's)
+    mp = ModelParams(D=params.D, **({} if emb is None else {"text_dim": emb.text.shape[1], "image_dim": image_dim(emb)}))
     if params.freeze_encoders:
         table = BagTable(emb, params.keep_top_k, params.modalities)
-        mp = model_params or ModelParams(text_dim=table.text.shape[1], image_dim=table.image_dim)
-    else:
-        mp = model_params or ModelParams()
     model = MufinEncoder(mp)
     groups = [{"params": list(model.parameters()), "lr": params.lr}]
     if not params.freeze_encoders:  # raw titles and images through trainable encoders
@@ -246,18 +174,15 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
     Y = sp.csr_matrix(ds.Y["train"] > 0)
     p_rows = table.rows_of(ds.uids["train"])
     l_rows = table.rows_of(ds.uids["label"])
-    own = _own_label(ds, "train")
+    own = own_label(ds, "train")
     inv_p = inv_propensity(ds.Y["train"])
     steps = math.ceil(len(fit) / params.batch_size)
-    opt = torch.optim.AdamW(groups, weight_decay=params.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(params.schedule, params.warmup_steps, params.epochs * steps))
+    opt, sched = optimizer(groups, params, params.epochs * steps)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     state, clusters = Module1State(), None
     ckpt = out_dir / "checkpoints" / "last.pt"
-    if resume and ckpt.exists():
-        c = torch.load(ckpt, map_location=dev, weights_only=False)
-        if c["params"] != asdict(params):
-            raise ValueError(f"{ckpt}: saved with other parameters; use another output folder or resume=False")
+    c = load_checkpoint(ckpt, params, map_location=dev) if resume else None
+    if c is not None:
         model.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); sched.load_state_dict(c["sched"])
         state, clusters = Module1State(c["epoch"], c["history"]), c["clusters"]
     for epoch in range(state.epoch, params.epochs):
@@ -299,10 +224,9 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
         state.history.append(rec)
         state.epoch = epoch + 1
         if rank == 0:
-            with atomic_path(ckpt) as tmp:
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "epoch": state.epoch, "history": state.history, "clusters": clusters,
-                            "params": asdict(params), "model_params": asdict(mp)}, tmp)
+            save_checkpoint(ckpt, model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
+                            epoch=state.epoch, history=state.history, clusters=clusters, params=asdict(params),
+                            model_params=asdict(mp))
         if stop_after is not None and state.epoch >= stop_after:
             break
     if rank == 0 and state.epoch >= params.epochs:
@@ -313,48 +237,37 @@ def train(ds: XCDataset, emb: Embeddings, out_dir: str | Path, params: Module1Pa
     return model, state
 
 
-def load_model(out_dir: str | Path, ds: XCDataset | None = None):
-    """The trained Module I model (with its fine-tuned encoders when they were trained: pass ds)."""
+def _model_file(out_dir: str | Path) -> Path:
     f = Path(out_dir) / "model.pt"
     if not f.exists():
         raise FileNotFoundError(f"{f}: missing; run notebook 02_module1_siamese first (mufin run --only 01,02)")
-    c = torch.load(f, map_location="cpu", weights_only=False)
+    return f
+
+
+def load_params(out_dir: str | Path) -> Module1Params:
+    """The parameters a trained Module I was trained with (saved with the model)."""
+    return Module1Params(**torch.load(_model_file(out_dir), map_location="cpu", weights_only=False)["params"])
+
+
+def load_model(out_dir: str | Path, ds: XCDataset | None = None):
+    """The trained Module I model (with its fine-tuned encoders when they were trained: pass ds)."""
+    c = torch.load(_model_file(out_dir), map_location="cpu", weights_only=False)
     m = MufinEncoder(ModelParams(**c["model_params"]))
     p = Module1Params(**c["params"])
     if not p.freeze_encoders:
         if ds is None:
-            raise ValueError(f"{f}: the encoders were fine-tuned; load_model needs the dataset (ds=...)")
+            raise ValueError(f"{out_dir}/model.pt: the encoders were fine-tuned; load_model needs the dataset (ds=...)")
         m, _ = build_finetune(ds, m, p.text_encoder, p.image_encoder, p.keep_top_k, p.modalities)
     m.load_state_dict(c["model"])
     return m.eval()
 
 
-def load_params(out_dir: str | Path) -> Module1Params:
-    f = Path(out_dir) / "model.pt"
-    if not f.exists():
-        raise FileNotFoundError(f"{f}: missing; run notebook 02_module1_siamese first (mufin run --only 01,02)")
-    return Module1Params(**torch.load(f, map_location="cpu", weights_only=False)["params"])
-
-
-def bag_source(model, ds: XCDataset, emb: Embeddings | None, params: Module1Params):
-    """What the trained model reads: cached pre-embeddings (frozen encoders) or raw titles and images
-    through its fine-tuned encoders."""
-    if params.freeze_encoders:
-        return BagTable(emb, params.keep_top_k, params.modalities)
-    from .encoders import load_image_encoder
-    from .finetune import RawBags
-    enc = None
-    if params.modalities != "text" and model.image_model is not None:
-        enc = load_image_encoder(params.image_encoder)
-        enc.model = model.image_model  # the fine-tuned weights, the encoder's preprocessing
-    return RawBags(ds, model.text_model, enc, params.keep_top_k, params.modalities)
-
-
-def evaluate_model(model, ds: XCDataset, emb: Embeddings | None, split: str, params: Module1Params) -> dict:
+def evaluate_model(model, ds: XCDataset, emb: Embeddings | None, split: str, params: Module1Params,
+                   inv_p: np.ndarray | None = None) -> dict:
     """P@k etc. of exact nearest labels by <x^1, z_l^1> on 'val' (carved from train) or 'test'."""
     table = bag_source(model, ds, emb, params)
     Z = embed_rows(model, table, table.rows_of(ds.uids["label"]))
-    inv_p = inv_propensity(ds.Y["train"])
+    inv_p = inv_propensity(ds.Y["train"]) if inv_p is None else inv_p
     if split == "val":
         fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed)
         rows = table.rows_of([ds.uids["train"][i] for i in val])
@@ -364,34 +277,89 @@ def evaluate_model(model, ds: XCDataset, emb: Embeddings | None, split: str, par
     return evaluate_embeddings(embed_rows(model, table, rows), Z, ds.Y[split], ds.filters[split], inv_p)
 
 
+# ---- stage 02 ---------------------------------------------------------------------------------------
+
+def variants(params: Module1Params) -> dict[str, Module1Params]:
+    """The models stage 02 trains: text+image (the run's Module I; text alone without an image encoder) and,
+    with compare_text_only, a text-only twin under module1/variant_text/."""
+    out = {"text+image": replace(params, modalities="text+image")} if params.image_encoder else {}
+    if params.compare_text_only or not params.image_encoder:
+        out["text"] = replace(params, modalities="text")
+    return out
+
+
+def variant_dir(stage: Path, name: str, params: Module1Params) -> Path:
+    return stage if name == next(iter(variants(params))) else stage / f"variant_{name.replace('+', '_')}"
+
+
+@dataclass
+class Module1Result:
+    table: "object"  # pandas DataFrame: Module I (each variant) on val and test, beside the frozen encoders
+    histories: dict  # variant -> per-epoch loss and validation metrics
+    timing: dict  # variant -> total and per-epoch seconds
+    summary: dict  # what metrics.json reports
+
+
+def train_stage(run, params: Module1Params, progress: bool = True) -> Module1Result:
+    """Stage 02 on an open run: train each variant (resuming from its checkpoints), evaluate it on validation and
+    test beside the frozen encoders of stage 01. The main variant is the run's Module I (run_dir/module1)."""
+    import pandas as pd
+
+    from .peers import frozen_table
+
+    ds, stage = run.dataset, run.stage("module1")
+    emb = run.embeddings_for(params.text_encoder, params.image_encoder)
+    results, histories, timing = [], {}, {}
+    for name, p in variants(params).items():
+        out = variant_dir(stage, name, params)
+        discard_stale_checkpoints(out, p)
+        t0 = time.time()
+        model, state = train(ds, emb, out, p, progress=progress)
+        histories[name] = state.history
+        timing[name] = {"total_s": round(time.time() - t0, 1),
+                        "s_per_epoch": round(sum(h["seconds"] for h in state.history) / max(1, len(state.history)), 2)}
+        for split in ("val", "test"):
+            results.append({"data": run.data_name, "model": f"Module I ({name})", "split": split,
+                            **evaluate_model(model, ds, emb, split, p)})
+    mods = ["text", "image", "text+image"] if params.image_encoder else ["text"]
+    frozen = frozen_table(ds, emb, "test", mods)
+    frozen = frozen.assign(model=[f"frozen encoders ({m})" for m in frozen.modality]).drop(columns="modality")
+    table = pd.concat([frozen, pd.DataFrame(results)], ignore_index=True)
+    test = table[table.split == "test"].set_index("model")
+    main = next(iter(histories))
+    summary = {"data": run.data_title, "synthetic": run.synthetic, "timing": timing,
+               "results": table.to_dict("records"), "history": histories,
+               "module1_minus_frozen_P@1": round(test.loc[f"Module I ({main})", "P@1"]
+                                                 - test.loc[f"frozen encoders ({main})", "P@1"], 4)}
+    if {"text", "text+image"} <= set(histories):
+        summary["text+image_minus_text_P@1"] = round(test.loc["Module I (text+image)", "P@1"]
+                                                     - test.loc["Module I (text)", "P@1"], 4)
+    return Module1Result(table, histories, timing, summary)
+
+
 def main(argv=None) -> int:
-    """torchrun entry: torchrun --nproc_per_node N -m mufin_lib.module1 --run-dir runs/<id> [-p key=value ...]"""
-    from .config import coerce
-    from .data.prepare import load_prepared
-    from .encoders import embed_dataset
+    """torchrun entry: torchrun --nproc_per_node N -m mufin_lib.module1 --run-dir runs/<id> [-p key=value ...]
+    Trains the run's Module I with the parameters notebook 02 has in that run (run.json: preset, overrides),
+    -p overrides applied by the runner's parser; then `mufin run --resume <id> --only 02,...` picks it up."""
+    from .artifacts import open_run
+    from .config import ConfigError, stage_parameters
 
     ap = argparse.ArgumentParser(prog="mufin_lib.module1")
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--out", help="output folder (default: RUN_DIR/module1)")
     ap.add_argument("-p", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    kw = {}
-    fields = Module1Params.__dataclass_fields__
-    for item in args.p:
-        k, v = item.split("=", 1)
-        if k not in fields:
-            raise SystemExit(f"-p {k}: not a Module I parameter (valid: {', '.join(fields)})")
-        kw[k] = coerce(k, getattr(Module1Params(), k), v, "-p")
-    ds, info = load_prepared(Path(args.run_dir))
-    params = Module1Params(**kw)
-    emb = (embed_dataset(Path(info["path"]), text_encoder=params.text_encoder, image_encoder=params.image_encoder)
-           if params.freeze_encoders else None)  # fine-tuning reads raw titles and images
-    _, state = train(ds, emb, Path(args.out or Path(args.run_dir) / "module1"), params)
+    run = open_run(args.run_dir)
+    try:
+        params = stage_parameters(run.dir, "02", args.p, Module1Params)
+    except ConfigError as e:
+        raise SystemExit(f"mufin_lib.module1: error: {e}") from None
+    name, p = next(iter(variants(params).items()))
+    _, state = train(run.dataset, run.embeddings_for(p.text_encoder, p.image_encoder), Path(args.out) if args.out else variant_dir(run.stage("module1"), name, params), p)
     rank, world = dist_info()
     if rank == 0:
-        print(json.dumps({"world_size": world, "epochs": state.epoch, "last": state.history[-1]}))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        print(json.dumps({"world_size": world, "epochs": state.epoch, "variant": name, "last": state.history[-1]}))
+    finish_distributed()
     return 0
 
 

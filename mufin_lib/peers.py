@@ -35,3 +35,10 @@ def frozen_nn(ds: XCDataset, emb: Embeddings, split: str = "test", modality: str
     scores = topk_to_csr(I, S, ds.num_labels)
     m = evaluate(scores, ds.Y[split], inv_propensity(ds.Y["train"], A, B), ds.filters[split])
     return {"modality": modality, "split": split, **m}
+
+
+def frozen_table(ds: XCDataset, emb: Embeddings, split: str = "test", modalities=MODALITIES):
+    """frozen_nn for each modality, one row each (a pandas DataFrame with the dataset's name)."""
+    import pandas as pd
+
+    return pd.DataFrame([frozen_nn(ds, emb, split, m) for m in modalities])

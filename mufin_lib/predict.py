@@ -11,70 +11,39 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .data.amazon import clean_title
+from .artifacts import Run, open_run
+from .data.amazon import Product, clean_title
 from .data.images import Downloader, ImageStore
-from .data.prepare import load_prepared
 from .encoders import encode_images, encode_texts, load_image_encoder, load_text_encoder
-from .module1 import Module1Params, bag_source, load_model, load_params
+from .fusion import fuse, score_pairs
 from .paths import atomic_write, resolve
-from .ranker import fuse, load_ranker, score_pairs
-from .retrieval import LabelIndex
-
-
-@dataclass
-class Product:
-    id: str
-    title: str
-    images: list  # PIL images
 
 
 class Predictor:
-    """Everything a run trained, loaded once: Module I, the index, the ranker and alpha."""
+    """A finished run, ready to recommend: Module I, its bags and encoders, the index, the ranker and the alpha
+    that stage 06 tuned and saved (all from `open_run`)."""
 
-    def __init__(self, run_dir: str | Path, text_encoder: str | None = None, image_encoder: str | None = None):
-        from .encoders import embed_dataset
-
-        self.run_dir = resolve(run_dir)
-        self.ds, info = load_prepared(self.run_dir)
-        self.p1: Module1Params = load_params(self.run_dir / "module1")
-        self.model1 = load_model(self.run_dir / "module1", self.ds)
-        te = text_encoder or self.p1.text_encoder
-        ie = image_encoder if image_encoder is not None else self.p1.image_encoder
-        self.emb = embed_dataset(self.ds.root, text_encoder=te, image_encoder=ie) if self.p1.freeze_encoders else None
-        self.table = bag_source(self.model1, self.ds, self.emb, self.p1)
-        self.index = LabelIndex.load(self.run_dir / "module2" / "index")
-        self.ranker = load_ranker(self.run_dir / "module4", self.model1, self.ds.num_labels)
-        alpha_file = self.run_dir / "evaluate" / "alpha.json"
-        if not alpha_file.exists():
-            raise FileNotFoundError(f"{alpha_file}: missing; run notebook 06_evaluate first (it tunes alpha)")
-        self.alpha = json.loads(alpha_file.read_text())["alpha"]
-        self.label_rows = self.table.rows_of(self.ds.uids["label"])
+    def __init__(self, run: Run | str | Path):
+        self.run = run if isinstance(run, Run) else open_run(run)
+        self.ds, self.p1, self.model1 = self.run.dataset, self.run.module1_params, self.run.module1
+        self.table, self.label_rows = self.run.bags, self.run.label_rows
+        self.index, self.ranker, self.alpha = self.run.index, self.run.ranker, self.run.alpha
         if self.p1.freeze_encoders:
-            self.text_model = load_text_encoder(te)
-            self.image_enc = load_image_encoder(ie) if ie and self.p1.modalities != "text" else None
+            self.text_model = load_text_encoder(self.p1.text_encoder)
+            self.image_enc = (load_image_encoder(self.p1.image_encoder)
+                              if self.p1.image_encoder and self.p1.modalities != "text" else None)
 
     def inputs(self, products: list[Product]):
         """The model inputs of new products (same layout as the dataset's bags)."""
         k = self.p1.keep_top_k
         if not self.p1.freeze_encoders:  # fine-tuned encoders: raw inputs through the tower
-            tbl = self.table
-            feats = {kk: v for kk, v in tbl.text_model.preprocess([p.title or "." for p in products]).items() if torch.is_tensor(v)}
-            ims = [p.images[:k] if tbl.use_image else [] for p in products]
-            w = max((len(x) for x in ims), default=0)
-            size = tbl.image_enc.size if tbl.image_enc else 1
-            pix, mask = torch.zeros(len(products), w, 3, size, size), torch.zeros(len(products), w, dtype=torch.bool)
-            for i, x in enumerate(ims):
-                if x:
-                    pix[i, :len(x)] = tbl.image_enc.preprocess(x)
-                    mask[i, :len(x)] = True
-            return feats, torch.tensor([bool(p.title) for p in products]), pix, mask
+            return self.table.inputs([p.title for p in products], [p.images for p in products])
         text = torch.from_numpy(encode_texts(self.text_model, [p.title if self.p1.modalities != "image" else "" for p in products]))
         has_text = text.abs().sum(1) > 0
         ims = [p.images[:k] if self.image_enc is not None else [] for p in products]
@@ -135,7 +104,8 @@ def read_products(path: str | Path, downloader: Downloader | None = None) -> tup
                 continue
             pid = str(rec.get("id", f"line{line_no}"))
             ims, bad = [], []
-            for ref in rec.get("images", []) or []:
+            refs = rec.get("images", []) or []
+            for ref in refs:
                 try:
                     if str(ref).startswith(("http://", "https://")):
                         dl = dl or Downloader()
@@ -153,7 +123,7 @@ def read_products(path: str | Path, downloader: Downloader | None = None) -> tup
                 problems.append({"id": pid, "line": line_no, "error": "no title and no usable image",
                                  "image_problems": bad})
                 continue
-            products.append(Product(pid, title, ims))
+            products.append(Product(pid, title, [str(r) for r in refs], line_no=line_no, images=ims))
     return products, problems
 
 
@@ -164,32 +134,22 @@ def predict_file(run_dir, input_path, output_path=None, top_k: int = 10) -> dict
     out_path = Path(output_path) if output_path else Path(input_path).with_suffix(".recommendations.jsonl")
     with atomic_write(out_path) as f:
         for p, r in zip(products, recs):
-            f.write(json.dumps({"id": p.id, "title": p.title, "recommendations": [
+            f.write(json.dumps({"id": p.uid, "title": p.title, "recommendations": [
                 {"label": u, "title": t, "score": s} for u, t, s in r]}) + "\n")
         for pr in problems:
             f.write(json.dumps({**pr, "recommendations": []}) + "\n")
     return {"output": str(out_path), "recommended": len(products), "problems": len(problems)}
 
 
-def time_prediction(ds, model1, ranker, index, p1: Module1Params, n_points: int = 50, shortlist: int = 100,
-                    text_encoder: str = "all-MiniLM-L6-v2", image_encoder: str = "efficientnet-lite0", seed: int = 0) -> dict:
-    """ms per point for encode (raw title and images through the encoders and Module I) / retrieve / rank,
-    on test products, in one batch."""
-    pred = Predictor.__new__(Predictor)
-    pred.ds, pred.p1, pred.model1, pred.index, pred.ranker = ds, p1, model1, index, ranker
-    pred.emb = None
-    from .encoders import embed_dataset
-    if p1.freeze_encoders:
-        pred.emb = embed_dataset(ds.root, text_encoder=text_encoder, image_encoder=image_encoder)
-        pred.text_model = load_text_encoder(text_encoder)
-        pred.image_enc = load_image_encoder(image_encoder) if image_encoder and p1.modalities != "text" else None
-    pred.table = bag_source(model1, ds, pred.emb, p1)
-    pred.label_rows = pred.table.rows_of(ds.uids["label"])
-    pred.alpha = 0.5
+def time_prediction(run: Run, n_points: int = 50, shortlist: int = 100, seed: int = 0) -> dict:
+    """ms per point for encode (raw title and images through the encoders and Module I) / retrieve / rank, on
+    test products in one batch, through the same Predictor as `mufin predict` (the run's saved alpha)."""
+    pred = Predictor(run)
+    ds = run.dataset
     store = ImageStore.from_dir(ds.root)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(ds.uids["test"]), size=min(n_points, len(ds.uids["test"])), replace=False)
-    prods = [Product(ds.uids["test"][i], ds.titles["test"][i], store.get(ds.uids["test"][i])) for i in idx]
+    prods = [Product(ds.uids["test"][i], ds.titles["test"][i], images=store.get(ds.uids["test"][i])) for i in idx]
     t = {}
     pred.recommend(prods, shortlist=shortlist, timings=t)
     t = {k: round(v, 3) for k, v in t.items()}

@@ -21,13 +21,15 @@ import scipy.sparse as sp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .finetune import to_device
-from .metrics import evaluate, inv_propensity
+from .bags import embed_rows, to_device
+from .data.xc import own_label
+from .fusion import score_shortlists, tune_alpha
 from .model import MufinEncoder, identity_attention, masked_mean
-from .module1 import dist_info, init_distributed, lr_lambda, optimizer_step
 from .paths import atomic_path, atomic_write
+from .progress import tqdm
+from .training import (dist_info, discard_stale_checkpoints, finish_distributed, init_distributed, load_checkpoint,
+                       optimizer, optimizer_step, save_checkpoint)
 
 
 @dataclass
@@ -181,23 +183,18 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     groups = [{"params": [p for n, p in ranker.named_parameters() if not n.startswith("encoder.")], "lr": params.lr}]
     if params.train_encoder:
         groups.append({"params": enc_params, "lr": params.encoder_lr})
-    opt = torch.optim.AdamW(groups, weight_decay=params.weight_decay)
-    steps = math.ceil(len(train_pts) / params.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(params.schedule, params.warmup_steps, params.epochs * steps))
+    opt, sched = optimizer(groups, params, params.epochs * math.ceil(len(train_pts) / params.batch_size))
     model = torch.nn.parallel.DistributedDataParallel(ranker, find_unused_parameters=True) if world > 1 else ranker
     history, start = [], 0
     ckpt = out_dir / "checkpoints" / "last.pt"
     best = out_dir / "checkpoints" / "best.pt"
     select = params.select_epoch and validate is not None
-    if resume and ckpt.exists():
-        c = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if c["params"] != asdict(params):
-            raise ValueError(f"{ckpt}: saved with other parameters; use another output folder or resume=False")
+    c = load_checkpoint(ckpt, params) if resume else None
+    if c is not None:
         ranker.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); sched.load_state_dict(c["sched"])
         history, start = c["history"], c["epoch"]
     dev = next(ranker.parameters()).device
     if start == 0:
-        from .module1 import embed_rows
         ranker.init_classifiers(embed_rows(ranker.encoder, table, label_rows))
     finished = start > 0 and _stop_early(history, params, select, world)  # a resumed run that had stopped early
     for epoch in range(start, start if finished else params.epochs):
@@ -231,9 +228,8 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
             if select and _best_epoch(history) == epoch + 1:  # before last.pt: a resume never loses the best
                 with atomic_path(best) as tmp:
                     torch.save({"model": ranker.state_dict(), "epoch": epoch + 1}, tmp)
-            with atomic_path(ckpt) as tmp:
-                torch.save({"model": ranker.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "epoch": epoch + 1, "history": history, "params": asdict(params)}, tmp)
+            save_checkpoint(ckpt, model=ranker.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
+                            epoch=epoch + 1, history=history, params=asdict(params))
         if stop_after is not None and epoch + 1 >= stop_after:
             return ranker, history
         if _stop_early(history, params, select, world):
@@ -294,64 +290,6 @@ class Validation:
                 "val_fused_P@1": round(best["P@1"], 4), "val_fused_nDCG@5": round(best["nDCG@5"], 4), "val_alpha": alpha}
 
 
-@torch.no_grad()
-def score_pairs(ranker: Ranker, point_inputs, label_table, label_rows: np.ndarray, shortlist: np.ndarray,
-                module1=None):
-    """(embedding score <x^1, z_l^1>, ranker score) for each (point, shortlisted label) of one batch of
-    points given as model inputs; -inf where the shortlist has no label. The embedding score comes from
-    `module1` (the Module I model that retrieved the shortlist); Module IV trains its own copy of those
-    layers for the ranker score."""
-    dev = next(ranker.parameters()).device
-    emb = np.full(shortlist.shape, -np.inf, np.float32)
-    rnk = np.full(shortlist.shape, -np.inf, np.float32)
-    valid = shortlist >= 0
-    if not valid.any():
-        return emb, rnk
-    labels, inv = np.unique(shortlist[valid], return_inverse=True)
-    pp = np.nonzero(valid)[0]
-    x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
-    z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
-    ppt, plt = torch.from_numpy(pp).to(dev), torch.from_numpy(inv).to(dev)
-    r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
-    if module1 is not None:
-        module1.eval()
-        x1, _, _ = module1(*to_device(point_inputs, dev))
-        z1, _, _ = module1(*to_device(label_table.batch(label_rows[labels]), dev))
-    emb[valid] = (x1[ppt] * z1[plt]).sum(-1).float().cpu().numpy()
-    rnk[valid] = r.float().cpu().numpy()
-    return emb, rnk
-
-
-@torch.no_grad()
-def score_shortlists(ranker: Ranker, table, point_rows: np.ndarray, label_rows: np.ndarray, shortlist: np.ndarray,
-                     module1=None, batch_points: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """score_pairs over all points of a split, in batches."""
-    ranker.eval()
-    parts = [score_pairs(ranker, table.batch(point_rows[s:s + batch_points]), table, label_rows,
-                         shortlist[s:s + batch_points], module1) for s in range(0, len(shortlist), batch_points)]
-    if not parts:
-        return np.zeros(shortlist.shape, np.float32), np.zeros(shortlist.shape, np.float32)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def fuse(emb: np.ndarray, rnk: np.ndarray, shortlist: np.ndarray, alpha: float, n_labels: int) -> sp.csr_matrix:
-    """Sparse scores alpha * emb + (1 - alpha) * ranker over each shortlist (shifted positive)."""
-    s = alpha * emb + (1 - alpha) * rnk
-    valid = (shortlist >= 0) & np.isfinite(s)
-    rows = np.nonzero(valid)[0]
-    return sp.csr_matrix((s[valid] + 10.0, (rows, shortlist[valid])), shape=(len(shortlist), n_labels))
-
-
-def tune_alpha(emb, rnk, shortlist, Y, filt, inv_p, grid=np.linspace(0, 1, 11), metric: str = "P@1") -> tuple[float, list]:
-    """The alpha of the grid with the best validation metric (ties: the larger alpha)."""
-    curve = []
-    for a in grid:
-        m = evaluate(fuse(emb, rnk, shortlist, float(a), Y.shape[1]), Y, inv_p, filt)
-        curve.append({"alpha": round(float(a), 3), **m})
-    best = max(curve, key=lambda r: (r[metric], r["alpha"]))
-    return best["alpha"], curve
-
-
 def build_ranker(encoder, n_labels: int, params: RankerParams) -> Ranker:
     """Module IV on top of the Module I model (A_S kept, as the paper, or re-initialised, as the code)."""
     import copy
@@ -376,67 +314,61 @@ def load_ranker(out_dir: str | Path, encoder, n_labels: int) -> Ranker:
     return r.eval()
 
 
-def train_stage(run_dir: str | Path, params: RankerParams, text_encoder: str | None = None,
-                image_encoder: str | None = None, out: str | Path | None = None, progress: bool = True):
-    """Stage 05 from a run folder: Module I's model and bags, the train shortlists of stage 04, validation
-    points held out (stage 06 tunes alpha on them); trains and saves Module IV under run_dir/module4."""
-    from .data.prepare import load_prepared
-    from .data.xc import carve_validation, validation_filter
-    from .encoders import embed_dataset
-    from .module1 import _own_label, bag_source, load_model, load_params
-    from .retrieval import load_shortlist
-
-    run_dir = Path(run_dir)
-    ds, info = load_prepared(run_dir)
-    p1 = load_params(run_dir / "module1")
-    model1 = load_model(run_dir / "module1", ds)
-    emb = (embed_dataset(ds.root, text_encoder=text_encoder or p1.text_encoder, image_encoder=image_encoder or p1.image_encoder)
-           if p1.freeze_encoders else None)  # None: the encoders Module I was trained with
-    table = bag_source(model1, ds, emb, p1)
-    _, short_train, uids = load_shortlist(run_dir / "module3" / "shortlist_train.npz")
-    if uids != ds.uids["train"]:
-        raise ValueError(f"{run_dir / 'module3' / 'shortlist_train.npz'}: its points are not the dataset's train "
-                         "points; run stage 04 again")
-    fit, val = carve_validation(ds.Y["train"].shape[0], p1.val_fraction, p1.seed)
+def train_stage(run, params: RankerParams, out: str | Path | None = None, progress: bool = True):
+    """Stage 05 on an open run: Module I's model and bags, the train shortlists of stage 04, validation points
+    held out (stage 06 tunes alpha on them); trains and saves Module IV under run_dir/module4 (or `out`)."""
+    ds = run.dataset
+    fit, val = run.carve
     keep = np.zeros(ds.Y["train"].shape[0], bool)
     keep[fit] = True
     Y_fit = ds.Y["train"].multiply(keep[:, None]).tocsr()  # validation points stay out of training
     Y_fit.eliminate_zeros()
-    point_rows, label_rows = table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"])
+    _, short_train = run.shortlists("train")
+    point_rows = run.bags.rows_of(ds.uids["train"])
     validate = None
     if len(val) and (params.select_epoch or params.patience):
+        v = run.split("val")
+        pick = np.arange(len(val))
         if params.val_points < len(val):  # a fixed, seeded subset keeps the per-epoch check cheap
-            val = np.sort(np.random.default_rng(params.seed).choice(val, params.val_points, replace=False))
-        validate = Validation(model1, table, point_rows[val], label_rows, short_train[val], ds.Y["train"][val],
-                              validation_filter(ds, fit, val), inv_propensity(ds.Y["train"]))
-    ranker = build_ranker(model1, ds.num_labels, params)
-    return train_ranker(ranker, table, Y_fit, point_rows, label_rows, short_train, _own_label(ds, "train"),
-                        Path(out or run_dir / "module4"), params, progress=progress, validate=validate)
+            pick = np.sort(np.random.default_rng(params.seed).choice(len(val), params.val_points, replace=False))
+        validate = Validation(run.module1, run.bags, point_rows[val][pick], run.label_rows, short_train[val][pick],
+                              v.Y[pick], _filter_rows(v.filter, pick), run.inv_propensity())
+    out = Path(out) if out else run.stage("module4")
+    discard_stale_checkpoints(out, params)
+    ranker = build_ranker(run.module1, ds.num_labels, params)
+    return train_ranker(ranker, run.bags, Y_fit, point_rows, run.label_rows, short_train, own_label(ds, "train"),
+                        out, params, progress=progress, validate=validate)
+
+
+def _filter_rows(filt: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """The filter pairs of the rows `pick` (sorted), renumbered 0..len(pick)-1."""
+    pos = {int(r): i for i, r in enumerate(pick)}
+    kept = [(pos[int(r)], int(c)) for r, c in filt if int(r) in pos]
+    return np.asarray(kept, np.int64).reshape(-1, 2)
 
 
 def main(argv=None) -> int:
     """torchrun entry: torchrun --nproc_per_node N -m mufin_lib.ranker --run-dir runs/<id> [-p key=value ...]
-    (after stages 01-04 of that run)."""
-    from .config import coerce
-    from .module1 import dist_info
+    (after stages 01-04 of that run), with the parameters notebook 05 has in that run (run.json) and -p
+    overrides through the runner's parser; then `mufin run --resume <id> --only 05,06` picks it up."""
+    from .artifacts import open_run
+    from .config import ConfigError, stage_parameters
 
     ap = argparse.ArgumentParser(prog="mufin_lib.ranker")
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--out", help="output folder (default: RUN_DIR/module4)")
     ap.add_argument("-p", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    kw, fields = {}, RankerParams.__dataclass_fields__
-    for item in args.p:
-        k, v = item.split("=", 1)
-        if k not in fields:
-            raise SystemExit(f"-p {k}: not a Module IV parameter (valid: {', '.join(fields)})")
-        kw[k] = coerce(k, getattr(RankerParams(), k), v, "-p")
-    _, history = train_stage(args.run_dir, RankerParams(**kw), out=args.out)
+    run = open_run(args.run_dir)
+    try:
+        params = stage_parameters(run.dir, "05", args.p, RankerParams)
+    except ConfigError as e:
+        raise SystemExit(f"mufin_lib.ranker: error: {e}") from None
+    _, history = train_stage(run, params, out=args.out)
     rank, world = dist_info()
     if rank == 0:
         print(json.dumps({"world_size": world, "epochs": len(history), "last": history[-1] if history else None}))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    finish_distributed()
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -10,14 +11,43 @@ from .paths import atomic_write
 
 
 def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> dict[str, Path]:
-    """name.csv and name.md (with the caption on top, e.g. 'SYNTHETIC data')."""
+    """name.csv, name.md and name.tex (the caption on top of the Markdown and in the LaTeX table, e.g.
+    'SYNTHETIC catalogue')."""
     out_dir = Path(out_dir)
     with atomic_write(out_dir / f"{name}.csv") as f:
         df.to_csv(f, index=False)
     md = (f"{caption}\n\n" if caption else "") + _markdown(df)
     with atomic_write(out_dir / f"{name}.md") as f:
         f.write(md)
-    return {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md"}
+    with atomic_write(out_dir / f"{name}.tex") as f:
+        f.write(df.to_latex(index=False, float_format="%.2f", na_rep="", caption=caption or None, escape=True))
+    return {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md", "tex": out_dir / f"{name}.tex"}
+
+
+def curation_table(rep: dict) -> pd.DataFrame:
+    """The curation report (stage 01) as rows of (what, count): kept, dropped by reason, also_buy targets."""
+    rows = [("input lines", rep["input_lines"]), ("kept: labels (catalogue)", rep["kept_labels"]),
+            ("   of which data points", rep["kept_points"])]
+    rows += [(f"dropped: {k}", v) for k, v in rep["dropped"].items()]
+    rows += [("titles emptied by cleaning (kept: they have images)", rep["titles_emptied_by_cleaning"])]
+    rows += [(f"also_buy targets: {k}", v) for k, v in rep["also_buy_targets"].items()]
+    rows += [("test reciprocal pairs filtered", rep["reciprocal_pairs_filtered"])]
+    return pd.DataFrame(rows, columns=["what", "count"])
+
+
+def dataset_stats_table(info: dict) -> pd.DataFrame:
+    """One row of dataset statistics in the columns of the paper's dataset table (from dataset.json)."""
+    st = info["stats"]
+    return pd.DataFrame([{"dataset": info["data_label"], "N train": st["N_train"], "N test": st["N_test"],
+                          "L": st["L"], "labels/point": st["avg_labels_per_point"],
+                          "points/label": st["avg_points_per_label"], "images/product": st["avg_images_per_product"],
+                          "no image": st["products_without_image"], "no title": st["products_without_title"]}])
+
+
+@dataclass
+class BenchmarksParams:
+    """Notebook 11's parameters."""
+    bench_dir: str = ""  # empty: runs/benchmarks/ (where `make bench` writes)
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class RetrievalParams:
     ef_search: int = 300
     shortlist: int = 100  # labels kept per point (authors' code: 300)
     gpu: bool = True  # use faiss GPU when available (flat search; HNSW stays on the CPU)
+    compare: bool = True  # stage 03 also measures P-I-vec against P-I-bag and HNSW against exact search
 
 
 def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -187,3 +188,88 @@ def load_shortlist(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]
         raise FileNotFoundError(f"{path}: missing; run notebook 04_module3_shortlists first")
     z = np.load(path)
     return z["scores"], z["labels"], z["uids"].tolist()
+
+
+# ---- stages 03 and 04 -------------------------------------------------------------------------------
+
+@dataclass
+class RetrievalResult:
+    table: "object"  # pandas DataFrame: one row per (mode, index): vectors, build time, ms/query, P@k, R@k
+    recall_curves: dict  # "P-I-bag / hnsw" -> {"R@k": ...}
+    hnsw_vs_exact_overlap: float | None  # share of the exact top-k that HNSW finds (chosen mode)
+    table4: "object | None"  # P-I-vec vs P-I-bag beside the paper's deltas (Table 4), when both were built
+    index: LabelIndex  # the chosen index, saved under module2/index
+
+
+def retrieval_stage(run, params: RetrievalParams) -> RetrievalResult:
+    """Stage 03: index the labels by the Module I model (P-I-bag or P-I-vec; HNSW or exact), measure test recall
+    and P@k after Module I alone (and, with params.compare, the other modes and indexes), save the chosen index."""
+    import pandas as pd
+
+    from .bags import embed_bags, embed_rows
+    from .metrics import evaluate, topk_to_csr
+    from .report import read_paper_table
+
+    ds, stage, test = run.dataset, run.stage("module2"), run.split("test")
+    z1, desc, owner = embed_bags(run.module1, run.bags, run.label_rows)
+    x_test = embed_rows(run.module1, run.bags, run.bags.rows_of(test.uids))
+    ks = [k for k in (1, 5, 10, 20, 50, 100, 200, 300) if k <= params.shortlist]
+    inv_p = run.inv_propensity()
+    chosen = (params.mode, params.index)
+    todo = [chosen] + ([(m, i) for m in ("bag", "vec") for i in ("hnsw", "flat") if (m, i) != chosen]
+                       if params.compare else [])
+    rows, curves, indexes, found = [], {}, {}, {}
+    for m, i in todo:
+        vecs, own = label_vectors(z1, desc, owner, m)
+        idx = LabelIndex(vecs, own, ds.num_labels, replace(params, mode=m, index=i))
+        t0 = time.perf_counter()
+        S, I = idx.search(x_test, params.shortlist)
+        ms = 1000 * (time.perf_counter() - t0) / max(1, len(x_test))
+        rec = shortlist_recall(I, test.Y, ks, test.filter)
+        met = evaluate(topk_to_csr(I, S, ds.num_labels), test.Y, inv_p, test.filter)
+        name = f"P-I-{m} / {i}"
+        curves[name], indexes[(m, i)], found[(m, i)] = rec, idx, I
+        rows.append({"data": run.data_name, "retrieval": name, "vectors": len(vecs),
+                     "build_s": round(idx.build_seconds, 2), "ms_per_query": round(ms, 3),
+                     **{k: met[k] for k in ("P@1", "P@3", "P@5", "PSP@5")}, **rec})
+    table = pd.DataFrame(rows)
+    overlap = None
+    if (params.mode, "hnsw") in found and (params.mode, "flat") in found:
+        overlap = topk_overlap(found[(params.mode, "hnsw")], found[(params.mode, "flat")])
+    t4 = None
+    if ("bag", params.index) in indexes and ("vec", params.index) in indexes:
+        try:  # the paper's numbers, as data (../shared/paper_tables); without them the paper's columns stay empty
+            paper = read_paper_table("table4_ablations.csv")
+            pv = paper[paper.variant == "MUFIN-P-I-vec"].iloc[0]
+        except FileNotFoundError as e:
+            pv = {"delta_p1_pct": None, "delta_p5_pct": None, "note": f"paper table not found: {e}"}
+        by = table.set_index("retrieval")
+        b, v = by.loc[f"P-I-bag / {params.index}"], by.loc[f"P-I-vec / {params.index}"]
+        t4 = pd.DataFrame([{"data": run.data_name, "variant": "P-I-vec vs P-I-bag (after Module I)",
+                            "ours_P@1_bag": b["P@1"], "ours_P@1_vec": v["P@1"],
+                            "ours_delta_P@1": round(v["P@1"] - b["P@1"], 2), "ours_delta_P@5": round(v["P@5"] - b["P@5"], 2),
+                            "paper_delta_P@1_pct": pv["delta_p1_pct"], "paper_delta_P@5_pct": pv["delta_p5_pct"],
+                            "paper_note": pv["note"]}])
+    indexes[chosen].save(stage / "index")  # stages 04 and predict load it without rebuilding
+    return RetrievalResult(table, curves, overlap, t4, indexes[chosen])
+
+
+def shortlist_stage(run, params: RetrievalParams):
+    """Stage 04 (Module III): every train, validation and test point's shortlist from the saved index, saved
+    under module3/shortlist_<split>.npz; returns their recall (a pandas DataFrame, one row per split)."""
+    import pandas as pd
+
+    from .bags import embed_rows
+
+    stage, rows = run.stage("module3"), []
+    for name in ("train", "val", "test"):
+        split = run.split(name)
+        t0 = time.perf_counter()
+        S, I = run.index.search(embed_rows(run.module1, run.bags, run.bags.rows_of(split.uids)), params.shortlist)
+        secs = time.perf_counter() - t0
+        save_shortlist(stage / f"shortlist_{name}.npz", S, I, split.uids)
+        rows.append({"data": run.data_name, "split": name, "points": len(split.uids), "shortlist": params.shortlist,
+                     "seconds": round(secs, 2),
+                     **shortlist_recall(I, split.Y, [k for k in (10, 50, 100, 200, 300) if k <= params.shortlist],
+                                        split.filter)})
+    return pd.DataFrame(rows)

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import (ConfigError, available_presets, discover_notebooks, resolve_parameters,
+from .config import (ConfigError, apply_overrides, available_presets, discover_notebooks, resolve_parameters,
                      select_notebooks)
 from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write
 
@@ -34,15 +34,6 @@ KEY_PACKAGES = ("mufin-kit", "torch", "torchvision", "timm", "sentence-transform
 
 class NotebookFailed(RuntimeError):
     pass
-
-
-def stage_dir(run_dir: str, stage: str) -> Path:
-    """Where a notebook writes a stage's outputs. `run_dir` comes from the runner; opened alone in
-    JupyterLab (run_dir == "") the notebook uses runs/interactive/."""
-    root = Path(run_dir) if run_dir else RUNS_DIR / "interactive"
-    out = root / stage
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def git_commit() -> dict[str, Any]:
@@ -95,6 +86,7 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
     """Run every notebook of `record` whose status is not 'ok', in order; stop at the first failure."""
     import papermill as pm
 
+    os.environ["MUFIN_PROGRESS"] = "text"  # the kernels inherit it: text progress bars, shown on this console
     specs = {s.name: s for s in discover_notebooks()}
     todo = [n for n in record["notebooks"] if record["notebooks"][n]["status"] != "ok"]
     total = len(record["notebooks"])
@@ -114,9 +106,13 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
         partial = out_dir / f"{name}.partial.ipynb"  # papermill saves as it goes: never under the final name
         t0 = time.time()
         try:
+            # the console shows the notebook's own progress (its tqdm bars and stderr) as it runs, cell by cell
+            # on a terminal; the kernel's log stays at ERROR (its "TCP without encryption" warning is for
+            # remote kernels, and ours listens on 127.0.0.1 only)
             pm.execute_notebook(str(specs[name].path), str(partial), parameters=params, kernel_name="python3",
                                 cwd=str(specs[name].path.parent), progress_bar=sys.stderr.isatty(),
-                                log_output=False)
+                                log_output=False, stderr_file=sys.stderr,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
         except pm.PapermillExecutionError as e:
             entry.update(status="failed", end=now(), duration_s=round(time.time() - t0, 2),
                          error={"cell_index": e.cell_index, "ename": e.ename, "evalue": e.evalue})
@@ -186,16 +182,19 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
     return record, run_path
 
 
-def resume_run(run_id: str, only: str | None = None) -> tuple[dict, Path]:
+def resume_run(run_id: str, only: str | None = None, overrides: list[str] | None = None) -> tuple[dict, Path]:
     """Continue a run. With `only`, (re)run those notebooks in it: a notebook the run already had keeps its
     recorded parameters; one it did not have gets the run's preset and the overrides it declares (after
-    stages run outside the runner, e.g. Module I under torchrun: --resume <id> --only 03,04,05,06)."""
+    stages run outside the runner, e.g. Module I under torchrun: --resume <id> --only 03,04,05,06).
+    `overrides` (-p key=value or NN.key=value) change the parameters of the notebooks that will run; the change
+    is recorded in run.json (the notebook's parameters, and the resume entry)."""
     run_path = RUNS_DIR / run_id
     if not (run_path / "run.json").exists():
         known = [q.parent.name for q in RUNS_DIR.glob("*/run.json")] if RUNS_DIR.exists() else []
         raise ConfigError(f"no run '{run_id}' under {RUNS_DIR} (runs with run.json: {', '.join(sorted(known)) or 'none'})")
     record = json.loads((run_path / "run.json").read_text())
-    record.setdefault("resumed", []).append({"time": now(), "git": git_commit(), "only": only})  # code may have changed
+    record.setdefault("resumed", []).append({"time": now(), "git": git_commit(), "only": only,
+                                             "overrides": list(overrides or [])})  # code may have changed
     if only:
         specs = discover_notebooks()
         selected = select_notebooks(specs, only)
@@ -211,14 +210,25 @@ def resume_run(run_id: str, only: str | None = None) -> tuple[dict, Path]:
                 record["notebooks"][s.name] = {"status": "pending", "parameters": {
                     **{k: v for k, v in s.parameters.items() if k != "run_dir"}, **params[s.name]}}
         record["notebooks"] = dict(sorted(record["notebooks"].items()))
+    if overrides:
+        specs = discover_notebooks()
+        todo = [s for s in specs if s.name in record["notebooks"] and record["notebooks"][s.name]["status"] != "ok"]
+        if not todo:
+            raise ConfigError(f"run {run_id}: every notebook is done, so -p changes nothing; "
+                              "choose the notebooks to re-run with --only")
+        final = apply_overrides(specs, todo, {s.name: dict(record["notebooks"][s.name]["parameters"]) for s in todo},
+                                overrides)
+        for s in todo:
+            record["notebooks"][s.name]["parameters"] = final[s.name]
     return record, run_path
 
 
 def add_run_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--preset", help=f"named preset from presets/ ({', '.join(available_presets())})")
     ap.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 01,03")
-    ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one parameter (must be declared by a selected notebook)")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="[NN.]KEY=VALUE",
+                    help="override one parameter: KEY in every selected notebook that declares it, NN.KEY (or "
+                         "NOTEBOOK_NAME.KEY) in that notebook alone")
     ap.add_argument("--run-id", help="name of the run directory under runs/ (default: timestamp-preset)")
     ap.add_argument("--resume", metavar="RUN_ID",
                     help="continue a run from its first unfinished notebook; with --only, (re)run those notebooks in it")
@@ -235,10 +245,10 @@ def run_command(args: argparse.Namespace) -> int:
                     print(f"    {k}: {type(v).__name__} = {v!r}")
             return 0
         if args.resume:
-            if args.preset or args.param or args.run_id:
-                raise ConfigError("--resume continues a run with its recorded parameters: "
-                                  "it takes no --preset, -p or --run-id (--only re-runs or adds notebooks)")
-            record, run_path = resume_run(args.resume, args.only)
+            if args.preset or args.run_id:
+                raise ConfigError("--resume continues a run with its recorded preset: it takes no --preset or "
+                                  "--run-id (--only re-runs or adds notebooks; -p NN.key=value changes them)")
+            record, run_path = resume_run(args.resume, args.only, args.param)
         else:
             record, run_path = start_run(args.preset, args.only, args.param, args.run_id)
     except ConfigError as e:

@@ -107,7 +107,7 @@ def test_2014_python_literal_format(tmp_path):
         "'related': {'also_bought': ['B2', 'B9']}, 'categories': [['Home and Kitchen', 'Kettles']]}\n"
         "{'asin': 'B2', 'title': 'Toaster', 'related': {'also_viewed': ['B1']}, 'categories': [['Home and Kitchen']]}\n")
     prods = list(iter_products(p))
-    assert prods[0].title == "Kettle & lid" and prods[0].image_urls == ["http://x/1.jpg"]
+    assert prods[0].title == "Kettle & lid" and prods[0].image_refs == ["http://x/1.jpg"]
     assert prods[0].also_buy == ["B2", "B9"] and prods[0].category == "Home and Kitchen"
     ds, rep = curate_amazon([p])
     assert rep.kept_points == 1 and rep.also_buy_targets == {"in_catalogue": 1, "outside_catalogue": 1}
@@ -274,7 +274,7 @@ def test_prepare_amazon_json_names_the_real_data(amazon_dir, tmp_path):
     """Tables on curated Amazon metadata say which file they come from, and are not marked synthetic."""
     from mufin_lib.data.prepare import DataParams, prepare_dataset
 
-    _, info = prepare_dataset(DataParams(source="amazon-json", path=str(amazon_dir / "meta_Appliances.first100.json.gz")),
+    _, info = prepare_dataset(DataParams(source="amazon-json", input_path=str(amazon_dir / "meta_Appliances.first100.json.gz")),
                               tmp_path / "dataset")
     assert info["data_label"] == "Amazon Appliances" and not info["synthetic"]
     assert info["stats"]["L"] == 100 and json.loads((tmp_path / "dataset" / "dataset.json").read_text())["data_label"] == info["data_label"]

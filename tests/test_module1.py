@@ -106,19 +106,19 @@ def tiny(tmp_path_factory):
 
 def test_resume_gives_the_same_weights(tiny, tmp_path):
     ds, emb = tiny
-    p = Module1Params(epochs=3, batch_size=64, cluster_after=1, recluster_every=1, cluster_leaf=16, warmup_steps=3)
-    mp = ModelParams(D=16, text_dim=16, image_dim=24)
-    full, st_full = train(ds, emb, tmp_path / "a", p, mp, progress=False)
-    part, st_part = train(ds, emb, tmp_path / "b", p, mp, stop_after=2, progress=False)
+    p = Module1Params(epochs=3, batch_size=64, cluster_after=1, recluster_every=1, cluster_leaf=16, warmup_steps=3, D=16)
+    full, st_full = train(ds, emb, tmp_path / "a", p, progress=False)
+    assert full.p == ModelParams(D=16, text_dim=16, image_dim=24)  # widths from the embeddings, D from the params
+    part, st_part = train(ds, emb, tmp_path / "b", p, stop_after=2, progress=False)
     assert st_part.epoch == 2 and not (tmp_path / "b" / "model.pt").exists()
-    resumed, st_res = train(ds, emb, tmp_path / "b", p, mp, progress=False)
+    resumed, st_res = train(ds, emb, tmp_path / "b", p, progress=False)
     assert st_res.epoch == 3 and (tmp_path / "b" / "model.pt").exists()
     for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
     assert [h["loss"] for h in st_full.history] == [h["loss"] for h in st_res.history]
     assert all(np.isfinite(h["loss"]) for h in st_full.history)
     with pytest.raises(ValueError, match="other parameters"):
-        train(ds, emb, tmp_path / "b", Module1Params(epochs=4), mp, progress=False)
+        train(ds, emb, tmp_path / "b", Module1Params(epochs=4, D=16), progress=False)
 
 
 @pytest.mark.slow
@@ -149,8 +149,9 @@ def test_fine_tuning_trains_the_encoders(tiny_images, tmp_path):
     """freeze_encoders=False: raw titles and images go through E_T and E_V, whose weights change."""
     from mufin_lib.module1 import evaluate_model, load_model
     ds = tiny_images
-    p = Module1Params(epochs=1, batch_size=16, freeze_encoders=False, encoder_lr=1e-3, cluster_after=5, val_fraction=0.1)
-    model, st = train(ds, None, tmp_path, p, ModelParams(D=32, text_dim=384, image_dim=1280), progress=False)
+    p = Module1Params(epochs=1, batch_size=16, freeze_encoders=False, encoder_lr=1e-3, cluster_after=5, val_fraction=0.1,
+                      D=32)
+    model, st = train(ds, None, tmp_path, p, progress=False)
     from mufin_lib.encoders import load_image_encoder, load_text_encoder
     ref_t = load_text_encoder()
     ref_i = load_image_encoder()

@@ -65,3 +65,59 @@ def test_constraints_pin_every_direct_dependency():
     for req in pyproject["dependencies"] + pyproject["optional-dependencies"]["dev"]:
         assert _name(req) in pins, f"{_name(req)} is not pinned in constraints.txt"
     assert pins["torch"] == "2.15.0" and pins["torchvision"] == "0.29.2"
+
+
+def test_parameters_cells_match_their_stage_dataclasses():
+    """One source of defaults: every parameter a notebook declares is a field of its stage's Params dataclass,
+    with the same type and default (run_dir is the runner's). A default changed in one place fails here."""
+    import dataclasses
+
+    from mufin_lib.config import RUNNER_PARAMETERS, STAGE_PARAMS, stage_params_class
+
+    specs = discover_notebooks()
+    assert {s.number for s in specs} == set(STAGE_PARAMS), "every notebook names its Params dataclass in STAGE_PARAMS"
+    for spec in specs:
+        cls = stage_params_class(spec.number)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        declared = {k: v for k, v in spec.parameters.items() if k not in RUNNER_PARAMETERS}
+        assert declared, spec.name
+        for name, value in declared.items():
+            assert name in fields, f"{spec.name}: '{name}' is not a field of {cls.__name__}"
+            default = fields[name].default
+            assert type(value) is type(default), f"{spec.name}: {name} is {type(value).__name__}, {cls.__name__} says {type(default).__name__}"
+            assert value == default, f"{spec.name}: {name} = {value!r}, {cls.__name__}.{name} = {default!r}"
+
+
+def test_params_from_takes_declared_values_and_dataclass_defaults():
+    from mufin_lib.config import params_from
+    from mufin_lib.module1 import Module1Params
+
+    p = params_from(Module1Params, {"epochs": 9, "lr": 0.5, "not_a_field": 1, "run_dir": "x"})
+    assert p.epochs == 9 and p.lr == 0.5 and p.keep_top_k == Module1Params().keep_top_k
+
+
+def test_lab_saves_committed_notebooks_exactly_as_committed():
+    """What JupyterLab adds when a notebook is opened, run and autosaved (outputs, counts, kernel metadata) is
+    stripped by the pre-save hook of `make lab`: the file written equals the committed one, byte for byte."""
+    import nbformat
+
+    from mufin_lib.lab import strip_committed_notebooks
+
+    for p in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        committed = p.read_text()
+        nb = nbformat.reads(committed, as_version=nbformat.NO_CONVERT)
+        nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"}
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+        for c in nb.cells:
+            c.metadata["execution"] = {"iopub.status.busy": "2026-11-25T10:00:00"}
+            if c.cell_type == "code":
+                c.execution_count = 3
+                c.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
+        assert nbformat.writes(nb) != committed
+        model = {"type": "notebook", "content": nb}
+        strip_committed_notebooks(model, f"notebooks/{p.name}")
+        assert nbformat.writes(model["content"]) + "\n" == committed, p.name  # nbformat.write adds the final newline
+        run_copy = {"type": "notebook", "content": nbformat.reads(committed, as_version=4)}
+        run_copy["content"].cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+        strip_committed_notebooks(run_copy, f"runs/x/notebooks/{p.name}")  # executed copies keep their outputs
+        assert run_copy["content"].cells[1].outputs

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 import torch
 from PIL import Image
 
-from mufin_lib.ranker import cosine_embedding_loss, fuse, sample_pairs, softmax_loss, tune_alpha
+from mufin_lib.fusion import fuse, tune_alpha
+from mufin_lib.ranker import cosine_embedding_loss, sample_pairs, softmax_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,22 +82,9 @@ def test_fusion_and_alpha():
     assert alpha == 0.5  # ties go to the larger alpha (the simpler model)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp / "runs"), MUFIN_CACHE_DIR=str(tmp / "cache"),
-               MUFIN_FIGURES_DIR=str(tmp / "figures"), HF_HUB_OFFLINE="1")
-    r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--preset", "smoke", "--run-id", "tiny",
-                        "-p", "size=300", "-p", "epochs=1", "-p", "timing_points=5"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return tmp, env
-
-
-def test_predict_end_to_end(tiny_run, tmp_path):
-    tmp, env = tiny_run
-    run = json.loads((tmp / "runs" / "tiny" / "run.json").read_text())
-    assert all(v["status"] == "ok" for v in run["notebooks"].values())
+@pytest.mark.smoke
+def test_predict_end_to_end(smoke_run, tmp_path):
+    run_dir, env = smoke_run
     img = tmp_path / "kettle.png"
     Image.new("RGB", (90, 60), (30, 150, 150)).save(img)
     (tmp_path / "new.jsonl").write_text("\n".join([
@@ -105,7 +93,7 @@ def test_predict_end_to_end(tiny_run, tmp_path):
         json.dumps({"id": "c", "title": "", "images": [str(tmp_path / "missing.jpg")]}),
         "{not json",
     ]) + "\n")
-    r = subprocess.run([sys.executable, "-m", "mufin_lib.cli", "predict", "--run", str(tmp / "runs" / "tiny"),
+    r = subprocess.run([sys.executable, "-m", "mufin_lib.cli", "predict", "--run", str(run_dir),
                         "--input", str(tmp_path / "new.jsonl"), "--top-k", "4"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -126,7 +114,7 @@ def _tiny_ranker_inputs(tmp_path):
     from mufin_lib.data.synthetic import SyntheticParams, generate
     from mufin_lib.data.xc import read_xc
     from mufin_lib.model import ModelParams, MufinEncoder
-    from mufin_lib.module1 import _own_label
+    from mufin_lib.data.xc import own_label
     from tests.test_module1 import fake_embeddings
 
     generate(tmp_path / "syn", SyntheticParams(n_products=200, seed=1, with_images=False))
@@ -137,7 +125,7 @@ def _tiny_ranker_inputs(tmp_path):
     torch.manual_seed(0)
     enc = MufinEncoder(ModelParams(D=16, text_dim=16, image_dim=24))
     args = (table, ds.Y["train"], table.rows_of(ds.uids["train"]), table.rows_of(ds.uids["label"]), shortlist,
-            _own_label(ds, "train"))
+            own_label(ds, "train"))
     return enc, ds.num_labels, args
 
 
@@ -195,22 +183,20 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
 
 
 @pytest.mark.slow
-def test_ranker_under_torchrun_two_cpu_processes(tiny_run, tmp_path):
+def test_ranker_under_torchrun_two_cpu_processes(smoke_run, tmp_path):
     """Module IV's training loop under torchrun with 2 processes (gloo) on the tiny run's stages 01-04."""
-    from mufin_lib.data.prepare import load_prepared
-    from mufin_lib.module1 import load_model
+    from mufin_lib.artifacts import open_run
     from mufin_lib.ranker import load_ranker
 
-    tmp, env = tiny_run
-    run_dir = tmp / "runs" / "tiny"
+    run_dir, env = smoke_run
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
                         "-m", "mufin_lib.ranker", "--run-dir", str(run_dir), "--out", str(tmp_path / "m4"),
-                        "-p", "epochs=2", "-p", "batch_size=16"], cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"),
+                        "-p", "epochs=2", "-p", "05.batch_size=64", "-p", "val_points=50"], cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"world_size": 2' in r.stdout and '"epochs": 2' in r.stdout
-    ds, _ = load_prepared(run_dir)
-    before = load_ranker(run_dir / "module4", load_model(run_dir / "module1", ds), ds.num_labels)
-    after = load_ranker(tmp_path / "m4", load_model(run_dir / "module1", ds), ds.num_labels)
+    run = open_run(run_dir)
+    before = run.ranker
+    after = load_ranker(tmp_path / "m4", run.module1, run.dataset.num_labels)
     assert not torch.equal(before.free, after.free)  # it trained (and is not the single-process result)
     assert all(torch.isfinite(p).all() for p in after.parameters())

@@ -136,4 +136,34 @@ def test_resume_with_only_reruns_and_adds_notebooks(nbdir, tmp_path):
     assert list(run["notebooks"]) == ["01_first", "03_last"] and run["status"] == "ok"
     assert run["resumed"][0]["only"] == "03,01"
     r = mufin(d, tmp_path, "--resume", "r3", "-p", "n=5")
-    assert r.returncode == 2 and "takes no --preset, -p or --run-id" in r.stderr
+    assert r.returncode == 2 and "every notebook is done, so -p changes nothing" in r.stderr
+    r = mufin(d, tmp_path, "--resume", "r3", "--preset", "smoke")
+    assert r.returncode == 2 and "takes no --preset or --run-id" in r.stderr
+
+
+def test_parameters_addressed_to_one_notebook_and_changed_on_resume(nbdir, tmp_path):
+    """-p NN.key=value sets one notebook's parameter; --resume <id> --only NN -p NN.key=value re-runs that stage with
+    the new value, recorded in run.json."""
+    d, log, flag = nbdir
+    make_nb(d / "04_twin.ipynb", 'rate: float = 0.25\nrun_dir: str = ""', f"open('{log}', 'a').write(f'04 rate={{rate}}\\n')")
+    r = mufin(d, tmp_path, "--only", "03,04", "--run-id", "r4", "-p", "04.rate=0.75")
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == "03 rate=0.5\n04 rate=0.75\n"  # 03 kept its default
+    r = mufin(d, tmp_path, "--only", "03,04", "--run-id", "r5", "-p", "rate=0.1", "-p", "03_last.rate=0.2")
+    assert r.returncode == 0, r.stderr
+    assert log.read_text().endswith("03 rate=0.2\n04 rate=0.1\n")  # the addressed value wins for its notebook
+    r = mufin(d, tmp_path, "--only", "03", "--run-id", "r6", "-p", "04.rate=1")
+    assert r.returncode == 2 and "notebook 04_twin is not selected" in r.stderr
+    r = mufin(d, tmp_path, "-p", "01.rate=1")
+    assert r.returncode == 2 and "notebook 01_first does not declare 'rate'" in r.stderr and "valid parameters: log, n" in r.stderr
+    r = mufin(d, tmp_path, "-p", "09.rate=1")
+    assert r.returncode == 2 and "no notebook '09'" in r.stderr
+    r = mufin(d, tmp_path, "--resume", "r4", "--only", "04", "-p", "04.rate=0.9")
+    assert r.returncode == 0, r.stderr
+    assert log.read_text().endswith("04 rate=0.9\n")
+    run = json.loads((tmp_path / "runs/r4/run.json").read_text())
+    assert run["notebooks"]["04_twin"]["parameters"]["rate"] == 0.9
+    assert run["notebooks"]["03_last"]["parameters"]["rate"] == 0.5
+    assert run["resumed"][-1]["overrides"] == ["04.rate=0.9"]
+    r = mufin(d, tmp_path, "--resume", "r4", "--only", "04", "-p", "03.rate=0.9")  # 03 does not run
+    assert r.returncode == 2 and "notebook 03_last is not selected" in r.stderr

@@ -27,12 +27,14 @@ class MalformedRecord(ValueError):
 
 @dataclass
 class Product:
-    asin: str
+    """One product as any input gives it: a metadata record (curation) or a new product (`mufin predict`)."""
+    uid: str  # the asin of Amazon metadata; the id of a prediction input
     title: str
-    image_urls: list[str] = field(default_factory=list)
+    image_refs: list[str] = field(default_factory=list)  # image URLs or paths, as given
     also_buy: list[str] = field(default_factory=list)
     category: str = ""  # top-level category (the paper's Table 6 rows)
     line_no: int = 0
+    images: list = field(default_factory=list)  # decoded images (PIL), once read
 
 
 def open_text(path: str | Path):

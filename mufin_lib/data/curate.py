@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..paths import atomic_write
 from .amazon import iter_products
-from .xc import XCDataset, write_xc
+from .xc import XCDataset, reciprocal_pairs, write_xc
 
 DROP_REASONS = ("malformed_line", "blank_line", "no_asin", "duplicate_asin", "no_title_no_image")
 
@@ -67,18 +67,18 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
         for p in tqdm(iter_products(path, clean=params.clean_titles, strict=params.strict, errors=errs),
                       desc=f"read {path.name}", unit=" rec", mininterval=2):
             last_line = p.line_no
-            if not p.asin:
+            if not p.uid:
                 dropped["no_asin"] += 1
                 continue
-            if p.asin in seen:  # keep the first record of an asin (the release repeats some)
+            if p.uid in seen:  # keep the first record of an asin (the release repeats some)
                 dropped["duplicate_asin"] += 1
                 continue
-            seen.add(p.asin)
-            if not p.title and not p.image_urls:
+            seen.add(p.uid)
+            if not p.title and not p.image_refs:
                 dropped["no_title_no_image"] += 1
                 continue
-            index[p.asin] = len(asins)
-            asins.append(p.asin); titles.append(p.title); urls.append(p.image_urls); also.append(p.also_buy)
+            index[p.uid] = len(asins)
+            asins.append(p.uid); titles.append(p.title); urls.append(p.image_refs); also.append(p.also_buy)
             cats.append(p.category)
         for line_no, why in errs:
             dropped["blank_line" if why == "blank line" else "malformed_line"] += 1
@@ -131,13 +131,7 @@ def split_dataset(uids, titles, urls, Yall: sp.csr_matrix, train_pts, test_pts, 
     Yall = sp.csr_matrix(Yall)
     Ytr, Yte = Yall[train_pts], Yall[test_pts]
     filt_tr = np.stack([np.arange(len(train_pts)), train_pts], 1)
-    recip = []
-    train_row = {int(q): r for r, q in enumerate(train_pts)}
-    for r, p in enumerate(test_pts):
-        for q in Yte.indices[Yte.indptr[r]:Yte.indptr[r + 1]]:
-            rq = train_row.get(int(q))
-            if rq is not None and Ytr[rq, p] > 0:
-                recip.append((r, int(q)))
+    recip = reciprocal_pairs(Yte, np.asarray(test_pts), Ytr, {int(q): r for r, q in enumerate(train_pts)})
     filt_te = np.concatenate([np.stack([np.arange(len(test_pts)), test_pts], 1),
                               np.asarray(recip, np.int64).reshape(-1, 2)]).astype(np.int64)
     return XCDataset(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable
 
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..paths import CACHE_DIR, atomic_path, atomic_write
 

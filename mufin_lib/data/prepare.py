@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,20 @@ SOURCES = ("synthetic", "amazon-json", "xc-dir")
 
 @dataclass
 class DataParams:
+    """Stage 01's parameters (notebook 01's parameters cell equals these defaults)."""
     source: str = "synthetic"  # synthetic | amazon-json | xc-dir
-    path: str = ""  # amazon-json: file(s), comma-separated; xc-dir: a dataset directory
-    size: str = "smoke"  # synthetic: smoke | default | a number of products
+    input_path: str = ""  # amazon-json: metadata file(s), comma-separated; xc-dir: the dataset directory
+    size: str = "smoke"  # synthetic: smoke (~2K products) | default (~20K) | a number of products
     seed: int = 0
     test_fraction: float = 0.3
-    clean_titles: bool = True
-    with_images: bool = True
+    clean_titles: bool = True  # HTML entities and markup out of titles
+    frozen_check: bool = True  # stage 01 also reports P@k of the frozen pretrained encoders, per modality
+    text_encoder: str = "all-MiniLM-L6-v2"  # the encoders whose outputs stage 01 caches
+    image_encoder: str = "efficientnet-lite0"  # "": text only (no images are read)
+
+    @property
+    def with_images(self) -> bool:
+        return self.image_encoder != ""
 
 
 def synthetic_dir(p: SyntheticParams) -> Path:
@@ -59,18 +66,18 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
     if params.source == "synthetic":
         root = get_synthetic(params.size, params.seed, params.with_images, params.test_fraction)
     elif params.source == "amazon-json":
-        if not params.path:
-            raise ValueError("source 'amazon-json' needs path= one or more metadata files (comma-separated)")
-        files = [resolve(p.strip()) for p in params.path.split(",") if p.strip()]
+        if not params.input_path:
+            raise ValueError("source 'amazon-json' needs input_path= one or more metadata files (comma-separated)")
+        files = [resolve(p.strip()) for p in params.input_path.split(",") if p.strip()]
         root = stage / "xc"
         # "Amazon Gift_Cards" from meta_Gift_Cards.json.gz: tables then say which real data they are on
         label = "Amazon " + "+".join(f.name.split(".")[0].removeprefix("meta_") for f in files)
         _, rep = curate_to_dir(files, root, CurateParams(params.test_fraction, params.seed, params.clean_titles))
         report = rep.__dict__
     else:
-        if not params.path:
-            raise ValueError("source 'xc-dir' needs path= a directory in the XC layout (e.g. MM-AmazonTitles-300K)")
-        root = resolve(params.path)
+        if not params.input_path:
+            raise ValueError("source 'xc-dir' needs input_path= a directory in the XC layout (e.g. MM-AmazonTitles-300K)")
+        root = resolve(params.input_path)
     ds = read_xc(root)
     store = ImageStore.from_dir(root)
     n_img = np.array([store.count(u) for u in ds.uids["label"]])
@@ -78,18 +85,10 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
                           "products_without_image": int((n_img == 0).sum()),
                           "products_without_title": int(sum(1 for t in ds.titles["label"] if not t))}
     synthetic = (root / "synthetic.json").exists()
-    info = {"source": params.source, "path": str(root), "synthetic": synthetic,
-            "data_label": "synthetic" if synthetic else (label or root.name), "params": params.__dict__,
+    # root: the dataset in the XC layout that every later stage reads; input_path: what the user pointed at
+    info = {"source": params.source, "root": str(root), "input_path": params.input_path, "synthetic": synthetic,
+            "data_label": "synthetic" if synthetic else (label or root.name), "params": asdict(params),
             "stats": stats, "curation_report": report, "image_read_report": store.report.as_dict()}
     with atomic_write(stage / "dataset.json") as f:
         json.dump(info, f, indent=2)
     return ds, info
-
-
-def load_prepared(run_stage_root: Path) -> tuple[XCDataset, dict]:
-    """For later stages: the dataset that stage 01 prepared in this run."""
-    f = Path(run_stage_root) / "dataset" / "dataset.json"
-    if not f.exists():
-        raise FileNotFoundError(f"{f}: missing; run notebook 01_curate_dataset first (mufin run --only 01)")
-    info = json.loads(f.read_text())
-    return read_xc(info["path"]), info

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..paths import atomic_write
 from .curate import split_dataset

@@ -189,6 +189,31 @@ def carve_validation(n_train: int, fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def own_label(ds: "XCDataset", split: str) -> np.ndarray:
+    """Each point's own product as a label id (-1 when the product is not a label): the pair that is never
+    a positive, in training as in the filters."""
+    lab = {u: i for i, u in enumerate(ds.uids["label"])}
+    return np.array([lab.get(u, -1) for u in ds.uids[split]], np.int64)
+
+
+def reciprocal_pairs(Y: sp.csr_matrix, product: np.ndarray, Y_ref: sp.csr_matrix, ref_row: dict[int, int]) -> list:
+    """The reciprocal-pair rule, the one place it lives: (row r, label q) where point r (whose own product is
+    the label `product[r]`) has label q, and q is itself a reference point (row `ref_row[q]` of Y_ref) that has
+    r's product as a label. A model has seen such a pair the other way round, so it is filtered from
+    evaluation (the release's filter_labels for test; the same for validation)."""
+    Y, Y_ref = sp.csr_matrix(Y), sp.csr_matrix(Y_ref)
+    pairs = []
+    for r in range(Y.shape[0]):
+        p = int(product[r])
+        if p < 0:
+            continue
+        for q in Y.indices[Y.indptr[r]:Y.indptr[r + 1]]:
+            rq = ref_row.get(int(q))
+            if rq is not None and Y_ref[rq, p] > 0:
+                pairs.append((r, int(q)))
+    return pairs
+
+
 def validation_filter(ds: "XCDataset", fit: np.ndarray, val: np.ndarray) -> np.ndarray:
     """filter_labels of the validation rows (renumbered 0..len(val)-1), made as the test split's are: the train
     filter pairs of those rows (self pairs), plus reciprocal pairs, validation point p with label q where fit
@@ -196,13 +221,8 @@ def validation_filter(ds: "XCDataset", fit: np.ndarray, val: np.ndarray) -> np.n
     validation positives on the default synthetic catalogue), and alpha and epochs are chosen on easier data."""
     pos = {int(r): i for i, r in enumerate(val)}
     pairs = [(pos[int(r)], int(c)) for r, c in ds.filters["train"] if int(r) in pos]
-    label_of = {u: i for i, u in enumerate(ds.uids["label"])}
-    product = np.array([label_of.get(u, -1) for u in ds.uids["train"]], np.int64)  # each train point's own label
+    product = own_label(ds, "train")
     fit_row = {int(product[r]): int(r) for r in fit if product[r] >= 0}
     Y = ds.Y["train"].tocsr()
-    for i, r in enumerate(val):
-        for q in Y.indices[Y.indptr[r]:Y.indptr[r + 1]]:
-            rq = fit_row.get(int(q))
-            if rq is not None and product[r] >= 0 and Y[rq, product[r]] > 0:
-                pairs.append((i, int(q)))
+    pairs += reciprocal_pairs(Y[val], product[val], Y, fit_row)
     return np.unique(np.asarray(pairs, np.int64).reshape(-1, 2), axis=0)

@@ -1,0 +1,119 @@
+"""Smoke tier: the chain at smoke size through the runner (tests/conftest.py: smoke_run), and numbers read from
+each stage's metrics.json with bounds that a broken stage would miss. The smoke catalogue is deterministic
+(generator, seeds), so counts are exact; metrics are compared between stages that must agree."""
+import json
+
+import pytest
+
+pytestmark = pytest.mark.smoke
+
+
+def metrics(run_dir, stage, name="metrics.json"):
+    return json.loads((run_dir / stage / name).read_text())
+
+
+def by(rows, **match):
+    hits = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    assert len(hits) == 1, (match, rows)
+    return hits[0]
+
+
+def test_stage01_dataset_and_frozen_encoders(smoke_run):
+    run_dir, _ = smoke_run
+    m = metrics(run_dir, "dataset")
+    assert m["synthetic"] is True and m["data"] == "SYNTHETIC catalogue"
+    st = m["stats"]
+    assert (st["N_train"], st["N_test"], st["L"]) == (1341, 574, 2000)  # the smoke catalogue's manifest
+    p1 = {r["modality"]: r["P@1"] for r in m["frozen_encoders"]}
+    # each modality carries signal, and the two together more than either
+    assert p1["text"] > 1.0 and p1["image"] > 2 * p1["text"] and p1["text+image"] > p1["image"]
+    info = json.loads((run_dir / "dataset" / "dataset.json").read_text())
+    assert info["root"] and info["input_path"] == ""  # the dataset root, not the user's input path
+
+
+def test_stage02_module1_learns_and_images_help(smoke_run):
+    run_dir, _ = smoke_run
+    m = metrics(run_dir, "module1")
+    rows = m["results"]
+    ti = by(rows, model="Module I (text+image)", split="test")
+    t = by(rows, model="Module I (text)", split="test")
+    frozen = by(rows, model="frozen encoders (text+image)", split="test")
+    assert ti["P@1"] > 3 * t["P@1"]  # images carry most of the smoke catalogue's signal
+    assert ti["P@1"] > 0.8 * frozen["P@1"]  # 4 epochs: near the frozen encoders, never far below
+    for name, hist in m["history"].items():
+        assert len(hist) == 4 and hist[-1]["loss"] < hist[0]["loss"], name  # the loss falls
+        assert all("val_P@1" in h for h in hist)
+    assert m["module1_minus_frozen_P@1"] == pytest.approx(ti["P@1"] - frozen["P@1"], abs=1e-3)
+
+
+def test_stage03_exact_vec_retrieval_is_module1_and_hnsw_finds_the_exact_labels(smoke_run):
+    run_dir, _ = smoke_run
+    m = metrics(run_dir, "module2")
+    ti = by(metrics(run_dir, "module1")["results"], model="Module I (text+image)", split="test")
+    vec_flat = by(m["results"], retrieval="P-I-vec / flat")
+    # exact search over z_l alone is Module I's own exact nearest-label evaluation
+    assert vec_flat["P@1"] == pytest.approx(ti["P@1"], abs=1e-6)
+    assert m["hnsw_vs_exact_overlap"] > 0.95
+    bag = by(m["results"], retrieval="P-I-bag / hnsw")
+    assert bag["R@10"] <= bag["R@50"] <= bag["R@100"] and bag["R@100"] > 50
+
+
+def test_stage04_shortlists_agree_with_stage03(smoke_run):
+    run_dir, _ = smoke_run
+    rows = metrics(run_dir, "module3")["shortlists"]
+    test = by(rows, split="test")
+    chosen = by(metrics(run_dir, "module2")["results"], retrieval="P-I-bag / hnsw")
+    assert test["R@100"] == pytest.approx(chosen["R@100"], abs=1e-6)  # the saved index, the same test points
+    assert by(rows, split="val")["points"] == round(0.1 * 1341)
+    assert by(rows, split="train")["points"] == 1341
+
+
+def test_stage05_keeps_an_epoch_chosen_on_validation(smoke_run):
+    run_dir, _ = smoke_run
+    m = metrics(run_dir, "module4")
+    hist = m["history"]
+    assert len(hist) == 3 and sum(bool(h.get("selected")) for h in hist) == 1
+    best = max(hist, key=lambda h: (h["val_fused_P@1"], h["val_fused_nDCG@5"], h["val_nDCG@5"], -h["epoch"]))
+    assert m["selected_epoch"] == best["epoch"]
+    assert len({h["val_embedding_P@1"] for h in hist}) == 1  # the alpha = 1 reference does not train
+    assert all(h["val_fused_P@1"] >= h["val_embedding_P@1"] for h in hist)  # alpha = 1 is on the grid
+
+
+def test_stage06_alpha_is_the_best_on_validation_and_saved_with_the_run(smoke_run):
+    run_dir, _ = smoke_run
+    from mufin_lib.artifacts import open_run
+
+    m = metrics(run_dir, "evaluate")
+    rec = open_run(run_dir).alpha_record
+    best = max(rec["curve"], key=lambda r: (r[rec["metric"]], r["alpha"]))
+    assert rec["alpha"] == best["alpha"] == m["alpha"]
+    rows = {r["method"]: r for r in m["results"]}
+    mufin, alpha1 = rows[f"MUFIN (alpha={m['alpha']})"], rows["MUFIN-(alpha=1)"]
+    # alpha = 1 re-scores Module I's shortlist by Module I's own score: its P@1 is Module I's, up to HNSW misses
+    assert alpha1["P@1"] == pytest.approx(rows["Module I only (exact NN)"]["P@1"], abs=1.0)
+    assert m["mufin_minus_alpha1_P@1"] == pytest.approx(mufin["P@1"] - alpha1["P@1"], abs=1e-3)
+    assert mufin["paper_P@1 (MM-AmazonTitles-300K)"] == 52.30 and alpha1["paper_P@1 (MM-AmazonTitles-300K)"] is None
+    t = m["timing_ms_per_point"]
+    assert t["points"] == 50 and min(t["encode_ms"], t["retrieve_ms"], t["rank_ms"]) > 0
+    for ext in ("csv", "md", "tex"):
+        assert (run_dir / "evaluate" / f"table2_main.{ext}").stat().st_size > 0
+
+
+def test_torchrun_entries_get_the_notebooks_parameters(smoke_run):
+    """What a torchrun entry trains with = the run's recorded parameters of that notebook, then -p through the
+    runner's parser (NN.key addresses one notebook)."""
+    from mufin_lib.config import ConfigError, params_from, stage_parameters
+    from mufin_lib.module1 import Module1Params
+    from mufin_lib.ranker import RankerParams
+
+    run_dir, _ = smoke_run
+    recorded = json.loads((run_dir / "run.json").read_text())["notebooks"]
+    p5 = stage_parameters(run_dir, "05", ["05.lr=0.01", "epochs=7"], RankerParams)
+    want = params_from(RankerParams, {**recorded["05_module4_ranker"]["parameters"], "lr": 0.01, "epochs": 7})
+    assert p5 == want
+    p2 = stage_parameters(run_dir, "02", [], Module1Params)
+    assert p2 == params_from(Module1Params, recorded["02_module1_siamese"]["parameters"])
+    with pytest.raises(ConfigError, match="notebook 05_module4_ranker is not selected"):
+        stage_parameters(run_dir, "02", ["05.lr=0.1"])
+    with pytest.raises(ConfigError, match="expects int"):
+        stage_parameters(run_dir, "05", ["epochs=many"])
