@@ -15,7 +15,6 @@ its share of each, so in-batch negatives are per rank.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -36,8 +35,8 @@ from .model import ModelParams, MufinEncoder
 from .paths import atomic_path, atomic_write
 from .progress import tqdm
 from .retrieval import exact_search
-from .training import (dist_info, device, discard_stale_checkpoints, finish_distributed, init_distributed,
-                       load_checkpoint, optimizer, optimizer_step, save_checkpoint)
+from .training import (dist_info, device, discard_stale_checkpoints, init_distributed, load_checkpoint, optimizer,
+                       optimizer_step, report_rank0, save_checkpoint, torchrun_entry)
 
 
 @dataclass
@@ -341,25 +340,11 @@ def main(argv=None) -> int:
     """torchrun entry: torchrun --nproc_per_node N -m mufin_lib.module1 --run-dir runs/<id> [-p key=value ...]
     Trains the run's Module I with the parameters notebook 02 has in that run (run.json: preset, overrides),
     -p overrides applied by the runner's parser; then `mufin run --resume <id> --only 02,...` picks it up."""
-    from .artifacts import open_run
-    from .config import ConfigError, stage_parameters
-
-    ap = argparse.ArgumentParser(prog="mufin_lib.module1")
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--out", help="output folder (default: RUN_DIR/module1)")
-    ap.add_argument("-p", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
-    run = open_run(args.run_dir)
-    try:
-        params = stage_parameters(run.dir, "02", args.p, Module1Params)
-    except ConfigError as e:
-        raise SystemExit(f"mufin_lib.module1: error: {e}") from None
+    run, params, out = torchrun_entry("mufin_lib.module1", "02", Module1Params, "module1", argv)
     name, p = next(iter(variants(params).items()))
-    _, state = train(run.dataset, run.embeddings_for(p.text_encoder, p.image_encoder), Path(args.out) if args.out else variant_dir(run.stage("module1"), name, params), p)
-    rank, world = dist_info()
-    if rank == 0:
-        print(json.dumps({"world_size": world, "epochs": state.epoch, "variant": name, "last": state.history[-1]}))
-    finish_distributed()
+    _, state = train(run.dataset, run.embeddings_for(p.text_encoder, p.image_encoder),
+                     out or variant_dir(run.stage("module1"), name, params), p)
+    report_rank0(epochs=state.epoch, variant=name, last=state.history[-1])
     return 0
 
 

@@ -9,7 +9,6 @@ Fusion: score = alpha * <x^1, z_l^1> + (1 - alpha) * ranker score; alpha is tune
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -28,8 +27,8 @@ from .fusion import score_shortlists, tune_alpha
 from .model import MufinEncoder, identity_attention, masked_mean
 from .paths import atomic_path, atomic_write
 from .progress import tqdm
-from .training import (dist_info, discard_stale_checkpoints, finish_distributed, init_distributed, load_checkpoint,
-                       optimizer, optimizer_step, save_checkpoint)
+from .training import (dist_info, discard_stale_checkpoints, init_distributed, load_checkpoint, optimizer,
+                       optimizer_step, report_rank0, save_checkpoint, torchrun_entry)
 
 
 @dataclass
@@ -351,24 +350,9 @@ def main(argv=None) -> int:
     """torchrun entry: torchrun --nproc_per_node N -m mufin_lib.ranker --run-dir runs/<id> [-p key=value ...]
     (after stages 01-04 of that run), with the parameters notebook 05 has in that run (run.json) and -p
     overrides through the runner's parser; then `mufin run --resume <id> --only 05,06` picks it up."""
-    from .artifacts import open_run
-    from .config import ConfigError, stage_parameters
-
-    ap = argparse.ArgumentParser(prog="mufin_lib.ranker")
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--out", help="output folder (default: RUN_DIR/module4)")
-    ap.add_argument("-p", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
-    run = open_run(args.run_dir)
-    try:
-        params = stage_parameters(run.dir, "05", args.p, RankerParams)
-    except ConfigError as e:
-        raise SystemExit(f"mufin_lib.ranker: error: {e}") from None
-    _, history = train_stage(run, params, out=args.out)
-    rank, world = dist_info()
-    if rank == 0:
-        print(json.dumps({"world_size": world, "epochs": len(history), "last": history[-1] if history else None}))
-    finish_distributed()
+    run, params, out = torchrun_entry("mufin_lib.ranker", "05", RankerParams, "module4", argv)
+    _, history = train_stage(run, params, out=out)
+    report_rank0(epochs=len(history), last=history[-1] if history else None)
     return 0
 
 

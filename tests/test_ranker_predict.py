@@ -1,6 +1,5 @@
 """Module IV and prediction: pair sampling, loss, fusion, alpha; `mufin predict` end to end on a tiny run."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
