@@ -121,3 +121,19 @@ def test_lab_saves_committed_notebooks_exactly_as_committed():
         run_copy["content"].cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
         strip_committed_notebooks(run_copy, f"runs/x/notebooks/{p.name}")  # executed copies keep their outputs
         assert run_copy["content"].cells[1].outputs
+
+
+def test_shared_data_skips_in_a_users_clone_and_fails_in_ci(tmp_path, monkeypatch):
+    import pytest
+
+    from tests.conftest import need_shared
+
+    missing = tmp_path / "shared" / "data" / "amazon2018"
+    monkeypatch.delenv("MUFIN_REQUIRE_SHARED", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="amazon2018 is missing"):
+        need_shared(missing)
+    monkeypatch.setenv("MUFIN_REQUIRE_SHARED", "1")
+    with pytest.raises(pytest.fail.Exception, match="MUFIN_REQUIRE_SHARED=1 requires it"):
+        need_shared(missing)
+    missing.mkdir(parents=True)
+    assert need_shared(missing) == missing
