@@ -44,8 +44,7 @@ test-slow: $(STAMP)
 # Lab's root is the project: notebooks/ and runs/<id>/ (executed copies, figures) side by side. The committed
 # notebooks are saved stripped (mufin_lib/lab.py), so exploring never dirties the repository.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
-		--ContentsManager.pre_save_hook=mufin_lib.lab.strip_committed_notebooks
+	$(BIN)/python -m mufin_lib.lab
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/curation_throughput.py

@@ -29,3 +29,29 @@ def strip_committed_notebooks(model: dict, path: str, contents_manager=None, **k
     if model.get("type") != "notebook" or not path.strip("/").startswith("notebooks/"):
         return
     strip_notebook(model["content"])
+
+
+def lab_command(port: int | None = None, extra: list[str] | None = None) -> list[str]:
+    """The `jupyter lab` command of `make lab`: the project root as Lab's root (notebooks/ and runs/ side by
+    side), opened on notebooks/, with the save hook above."""
+    import os
+    import sys
+
+    from .paths import PROJECT_ROOT
+
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={PROJECT_ROOT}",
+           "--LabApp.default_url=/lab/tree/notebooks",
+           "--ContentsManager.pre_save_hook=mufin_lib.lab.strip_committed_notebooks"]
+    if port is not None:
+        cmd.append(f"--port={port}")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers run as root; Jupyter refuses it without this
+        cmd.append("--allow-root")
+    return cmd + list(extra or [])
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    cmd = lab_command(extra=sys.argv[1:])
+    os.execv(cmd[0], cmd)

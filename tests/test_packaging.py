@@ -137,3 +137,50 @@ def test_shared_data_skips_in_a_users_clone_and_fails_in_ci(tmp_path, monkeypatc
         need_shared(missing)
     missing.mkdir(parents=True)
     assert need_shared(missing) == missing
+
+
+def test_lab_server_saves_leave_the_repository_clean(tmp_path):
+    """`make lab`'s real server: a notebook saved with outputs and kernel metadata through the contents API (what
+    autosave does) is written exactly as committed; runs/ is browsable from the same root."""
+    import json as _json
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from mufin_lib.lab import lab_command
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = ROOT / "notebooks" / "04_module3_shortlists.ipynb"
+    committed = target.read_text()
+    proc = subprocess.Popen(lab_command(port, ["--no-browser", "--IdentityProvider.token=t", "--ServerApp.ip=127.0.0.1"]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    headers = {"Authorization": "token t", "Content-Type": "application/json"}
+
+    def call(method, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, headers=headers,
+                                     data=None if body is None else _json.dumps(body).encode())
+        return _json.loads(urllib.request.urlopen(req, timeout=30).read() or b"null")
+    try:
+        for _ in range(120):
+            try:
+                nb = call("GET", "/api/contents/notebooks/04_module3_shortlists.ipynb?content=1")["content"]
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("jupyter lab did not start")
+        for c in nb["cells"]:
+            if c["cell_type"] == "code":
+                c["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x\n"}]
+                c["execution_count"] = 5
+        nb["metadata"]["language_info"] = {"name": "python", "version": "3.11.7"}
+        call("PUT", "/api/contents/notebooks/04_module3_shortlists.ipynb", {"type": "notebook", "format": "json", "content": nb})
+        assert target.read_text() == committed
+        assert {"notebooks", "mufin_lib"} <= {x["name"] for x in call("GET", "/api/contents/")["content"]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        target.write_text(committed)  # never leave the checkout changed, whatever happened
