@@ -9,7 +9,7 @@ nothing else: the run object knows where each stage wrote what, and loads it laz
     run.split("val"|"test"|...)     uids, truth and filter of a split (validation carved as in training)
     run.index                       stage 03 (module2/index)
     run.shortlists(split)           stage 04 (module3/shortlist_<split>.npz)
-    run.ranker                      stage 05 (module4/ranker.pt)
+    run.ranker                      stage 05 (module4/model.pt)
     run.alpha                       stage 06 (evaluate/alpha.json: alpha, its metric and validation curve)
     run.stage(name)                 a stage's folder (created)
 A missing stage raises FileNotFoundError naming the notebook to run.
@@ -163,7 +163,7 @@ class Run:
     @cached_property
     def ranker(self):
         from .ranker import load_ranker
-        return load_ranker(self._need("module4", "ranker.pt").parent, self.module1, self.dataset.num_labels)
+        return load_ranker(self._need("module4", "model.pt").parent, self.module1, self.dataset.num_labels)
 
     @cached_property
     def alpha_record(self) -> dict:

@@ -90,10 +90,10 @@ def type_name(default: Any) -> str:
     return type(default).__name__
 
 
-def coerce(name: str, default: Any, value: Any, source: str) -> Any:
+def coerce(name: str, default: Any, value: Any, origin: str) -> Any:
     """Check `value` against the type of `default`. Strings (from -p) are parsed; YAML values are checked."""
     want = type(default)
-    err = ConfigError(f"{source}: parameter '{name}' expects {want.__name__} (default {default!r}), got {value!r}")
+    err = ConfigError(f"{origin}: parameter '{name}' expects {want.__name__} (default {default!r}), got {value!r}")
     if isinstance(value, str) and want is not str:
         if want is bool:
             low = value.strip().lower()

@@ -242,7 +242,7 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
         for r in history:
             r["selected"] = r["epoch"] == chosen
     if rank == 0:
-        with atomic_path(out_dir / "ranker.pt") as tmp:
+        with atomic_path(out_dir / "model.pt") as tmp:
             torch.save({"model": ranker.state_dict(), "params": asdict(params), "epoch": chosen}, tmp)
         with atomic_write(out_dir / "history.json") as f:
             json.dump(history, f, indent=2)
@@ -304,7 +304,7 @@ def build_ranker(encoder, n_labels: int, params: RankerParams) -> Ranker:
 
 
 def load_ranker(out_dir: str | Path, encoder, n_labels: int) -> Ranker:
-    f = Path(out_dir) / "ranker.pt"
+    f = Path(out_dir) / "model.pt"
     if not f.exists():
         raise FileNotFoundError(f"{f}: missing; run notebook 05_module4_ranker first")
     c = torch.load(f, map_location="cpu", weights_only=False)

@@ -135,12 +135,12 @@ def test_ranker_resume_gives_the_same_weights(tmp_path):
     p = RankerParams(epochs=2, batch_size=32, warmup_steps=2)
     full, h_full = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "a", p, progress=False)
     train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "b", p, stop_after=1, progress=False)
-    assert not (tmp_path / "b" / "ranker.pt").exists()
+    assert not (tmp_path / "b" / "model.pt").exists()
     resumed, h_res = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "b", p, progress=False)
     for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
     assert [h["loss"] for h in h_full] == [h["loss"] for h in h_res]
-    assert (tmp_path / "b" / "ranker.pt").exists()
+    assert (tmp_path / "b" / "model.pt").exists()
 
 
 def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
@@ -160,7 +160,7 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
     assert len(h) == 4 and [x["selected"] for x in h] == [False, True, False, False]  # ties: the earlier epoch
     best = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)
     last = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=False)
-    saved = torch.load(tmp_path / "a" / "ranker.pt", weights_only=False)
+    saved = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
     assert best["epoch"] == 2 and saved["epoch"] == 2
     assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # epochs differ
     for k in best["model"]:
@@ -173,7 +173,7 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
     # resuming a run that had stopped early trains no further
     _, h3 = train_ranker(build_ranker(enc, n_labels, p2), *args, tmp_path / "b", p2, progress=False,
                          validate=scripted([]))
-    assert len(h3) == 3 and torch.load(tmp_path / "b" / "ranker.pt", weights_only=False)["epoch"] == 1
+    assert len(h3) == 3 and torch.load(tmp_path / "b" / "model.pt", weights_only=False)["epoch"] == 1
     # equal P@1 (a small validation set): fused nDCG@5 decides
     p3 = RankerParams(epochs=3, batch_size=32, warmup_steps=2)
     _, h4 = train_ranker(build_ranker(enc, n_labels, p3), *args, tmp_path / "c", p3, progress=False,

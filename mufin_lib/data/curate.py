@@ -31,7 +31,7 @@ class CurateParams:
 
 @dataclass
 class CurationReport:
-    source: str
+    inputs: str  # the metadata file(s) read
     input_lines: int
     kept_labels: int
     kept_points: int  # labels that are also data points
@@ -112,7 +112,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     test_pts, train_pts = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     ds = split_dataset(asins, titles, urls, Yall, train_pts, test_pts, root=Path("."))
     report = CurationReport(
-        source=", ".join(str(p) for p in paths), input_lines=n_lines, kept_labels=L, kept_points=len(points),
+        inputs=", ".join(str(p) for p in paths), input_lines=n_lines, kept_labels=L, kept_points=len(points),
         dropped=dict(dropped), malformed_lines=errors, titles_emptied_by_cleaning=emptied,
         also_buy_targets=dict(targets), n_train=len(train_pts), n_test=len(test_pts),
         reciprocal_pairs_filtered=int(ds.filters["test"].shape[0] - len(test_pts)),
