@@ -1,0 +1,54 @@
+"""Compare every number two runs wrote (metrics.json, alpha.json, history.json of every stage), timings aside.
+
+    python tools/compare_runs.py runs/<a> runs/<b>
+
+Prints each number that differs (with its path in the JSON) and a count; exit 1 when any differs. Used to check
+that a refactor changes no result (same seed, same preset).
+"""
+import json
+import sys
+from pathlib import Path
+
+TIMING = ("seconds", "_s", "ms", "timing", "time", "build_s", "threads", "device")
+FILES = ("metrics.json", "alpha.json", "history.json", "recall.json")
+
+
+def is_timing(key: str) -> bool:
+    k = key.lower()
+    return any(k == t or k.endswith(t) or k.startswith("timing") for t in TIMING)
+
+
+def leaves(obj, path=""):
+    """(path, number) for every number in a JSON value, keys that hold timings skipped."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not is_timing(str(k)):
+                yield from leaves(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from leaves(v, f"{path}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield path, obj
+
+
+def main(a: str, b: str) -> int:
+    a, b = Path(a), Path(b)
+    files = sorted({p.relative_to(a) for n in FILES for p in a.glob(f"*/{n}")})
+    diffs, n = [], 0
+    for rel in files:
+        if not (b / rel).exists():
+            diffs.append(f"{rel}: missing in {b}")
+            continue
+        la = dict(leaves(json.loads((a / rel).read_text())))
+        lb = dict(leaves(json.loads((b / rel).read_text())))
+        for key in sorted(set(la) | set(lb)):
+            n += 1
+            if la.get(key) != lb.get(key):
+                diffs.append(f"{rel}{key}: {la.get(key)} -> {lb.get(key)}")
+    print("\n".join(diffs[:200]))
+    print(f"{len(files)} files, {n} numbers compared (timings aside), {len(diffs)} differ")
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
