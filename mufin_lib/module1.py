@@ -304,7 +304,7 @@ def train_stage(run, params: Module1Params, progress: bool = True) -> Module1Res
     test beside the frozen encoders of stage 01. The main variant is the run's Module I (run_dir/module1)."""
     import pandas as pd
 
-    from .peers import frozen_table
+    from .peers import frozen_nn
 
     ds, stage = run.dataset, run.stage("module1")
     emb = run.embeddings_for(params.text_encoder, params.image_encoder)
@@ -320,10 +320,10 @@ def train_stage(run, params: Module1Params, progress: bool = True) -> Module1Res
         for split in ("val", "test"):
             results.append({"data": run.data_name, "model": f"Module I ({name})", "split": split,
                             **evaluate_model(model, ds, emb, split, p)})
-    mods = ["text", "image", "text+image"] if params.image_encoder else ["text"]
-    frozen = frozen_table(ds, emb, "test", mods)
-    frozen = frozen.assign(model=[f"frozen encoders ({m})" for m in frozen.modality]).drop(columns="modality")
-    table = pd.concat([frozen, pd.DataFrame(results)], ignore_index=True)
+    frozen = [{"data": run.data_name, "model": f"frozen encoders ({m})", "split": "test",
+               **{k: v for k, v in frozen_nn(ds, emb, "test", m).items() if k not in ("modality", "split")}}
+              for m in (["text", "image", "text+image"] if params.image_encoder else ["text"])]
+    table = pd.DataFrame(frozen + results)
     test = table[table.split == "test"].set_index("model")
     main = next(iter(histories))
     summary = {"data": run.data_title, "synthetic": run.synthetic, "timing": timing,

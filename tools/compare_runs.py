@@ -43,7 +43,8 @@ def main(a: str, b: str) -> int:
         lb = dict(leaves(json.loads((b / rel).read_text())))
         for key in sorted(set(la) | set(lb)):
             n += 1
-            if la.get(key) != lb.get(key):
+            x, y = la.get(key), lb.get(key)
+            if x != y and not (x != x and y != y):  # NaN equals NaN here
                 diffs.append(f"{rel}{key}: {la.get(key)} -> {lb.get(key)}")
     print("\n".join(diffs[:200]))
     print(f"{len(files)} files, {n} numbers compared (timings aside), {len(diffs)} differ")
