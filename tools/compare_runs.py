@@ -1,4 +1,4 @@
-"""Compare every number two runs wrote (metrics.json, alpha.json, history.json of every stage), timings aside.
+"""Compare every value two runs wrote (metrics.json, alpha.json, history.json of every stage), timings aside.
 
     python tools/compare_runs.py runs/<a> runs/<b>
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 TIMING = ("seconds", "_s", "ms", "timing", "time", "build_s", "threads", "device")
+PLACES = ("path", "root", "input_path", "output", "bench_dir", "source")  # where a run lives, not what it found
 FILES = ("metrics.json", "alpha.json", "history.json", "recall.json")
 
 
@@ -19,15 +20,15 @@ def is_timing(key: str) -> bool:
 
 
 def leaves(obj, path=""):
-    """(path, number) for every number in a JSON value, keys that hold timings skipped."""
+    """(path, value) for every number, string and flag of a JSON value; timings and file places skipped."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if not is_timing(str(k)):
+            if not is_timing(str(k)) and str(k) not in PLACES:
                 yield from leaves(v, f"{path}.{k}")
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             yield from leaves(v, f"{path}[{i}]")
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+    elif isinstance(obj, (int, float, str, bool)) or obj is None:
         yield path, obj
 
 
@@ -47,7 +48,7 @@ def main(a: str, b: str) -> int:
             if x != y and not (x != x and y != y):  # NaN equals NaN here
                 diffs.append(f"{rel}{key}: {la.get(key)} -> {lb.get(key)}")
     print("\n".join(diffs[:200]))
-    print(f"{len(files)} files, {n} numbers compared (timings aside), {len(diffs)} differ")
+    print(f"{len(files)} files, {n} values compared (timings and file places aside), {len(diffs)} differ")
     return 1 if diffs else 0
 
 
