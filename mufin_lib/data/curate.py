@@ -15,10 +15,10 @@ import scipy.sparse as sp
 from ..progress import tqdm
 
 from ..paths import atomic_write
-from .amazon import iter_products
+from .amazon import TRUNCATED, iter_products
 from .xc import XCDataset, reciprocal_pairs, write_xc
 
-DROP_REASONS = ("malformed_line", "blank_line", "no_asin", "duplicate_asin", "no_title_no_image")
+DROP_REASONS = ("malformed_line", "blank_line", "truncated_file", "no_asin", "duplicate_asin", "no_title_no_image")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class CurationReport:
     kept_points: int  # labels that are also data points
     dropped: dict  # reason -> count
     malformed_lines: list  # (line_no, reason), the first 100
+    truncated_files: list  # "file: truncated after line N: ..." for each compressed file that ended early
     titles_emptied_by_cleaning: int
     also_buy_targets: dict  # in catalogue / outside catalogue / self
     n_train: int
@@ -60,6 +61,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     seen: set[str] = set()
     dropped = Counter({r: 0 for r in DROP_REASONS})
     errors: list = []
+    truncated: list = []
     n_lines = 0
     for path in paths:
         errs: list = []
@@ -81,10 +83,17 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
             asins.append(p.uid); titles.append(p.title); urls.append(p.image_refs); also.append(p.also_buy)
             cats.append(p.category)
         for line_no, why in errs:
-            dropped["blank_line" if why == "blank line" else "malformed_line"] += 1
+            if why.startswith(TRUNCATED):
+                truncated.append(f"{path}: {why}")
+            dropped["blank_line" if why == "blank line" else
+                    "truncated_file" if why.startswith(TRUNCATED) else "malformed_line"] += 1
             if len(errors) < 100:
                 errors.append((f"{path.name}:{line_no}", why))
         n_lines += max(last_line, max((e[0] for e in errs), default=0))
+    if not asins:
+        why = ", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "no lines"
+        raise ValueError(f"{', '.join(str(p) for p in paths)}: no product kept from {n_lines} input lines ({why}); "
+                         "expected Amazon metadata, one JSON object per line with asin, title, image and also_buy")
     # Empty-title products that survive have images; count titles cleaned to nothing separately.
     emptied = sum(1 for t in titles if not t)
 
@@ -113,7 +122,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     ds = split_dataset(asins, titles, urls, Yall, train_pts, test_pts, root=Path("."))
     report = CurationReport(
         inputs=", ".join(str(p) for p in paths), input_lines=n_lines, kept_labels=L, kept_points=len(points),
-        dropped=dict(dropped), malformed_lines=errors, titles_emptied_by_cleaning=emptied,
+        dropped=dict(dropped), malformed_lines=errors, truncated_files=truncated, titles_emptied_by_cleaning=emptied,
         also_buy_targets=dict(targets), n_train=len(train_pts), n_test=len(test_pts),
         reciprocal_pairs_filtered=int(ds.filters["test"].shape[0] - len(test_pts)),
     )

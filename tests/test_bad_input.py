@@ -1,0 +1,76 @@
+"""Bad input: every malformed record named (file, line, what was expected) or counted with its reason; nothing
+that was readable is lost; out-of-range parameters refused before anything runs."""
+import gzip
+import json
+
+import pytest
+
+from mufin_lib.data.amazon import MalformedRecord, iter_products
+from mufin_lib.data.curate import CurateParams, curate_amazon
+
+
+def rec(i, **kw):
+    return json.dumps({"asin": f"A{i}", "title": f"product {i}", "also_buy": [f"A{i + 1}", f"A{i - 1}"], **kw})
+
+
+def lines_file(path, lines: list[bytes], gz=False):
+    data = b"".join(l + b"\n" for l in lines)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_invalid_utf8_line_is_one_counted_record_not_the_whole_file(tmp_path, gz):
+    good = [rec(i).encode() for i in range(1, 7)]
+    bad = b'{"asin": "A9", "title": "caf\xe9 \xff"}'
+    p = lines_file(tmp_path / ("m.json.gz" if gz else "m.json"), good[:3] + [bad] + good[3:], gz)
+    ds, rep = curate_amazon([p])
+    assert rep.kept_labels == 6 and rep.input_lines == 7
+    assert rep.dropped["malformed_line"] == 1
+    assert rep.malformed_lines == [(f"{p.name}:4", "not valid UTF-8 (byte 0xe9 at column 29)")]
+    with pytest.raises(MalformedRecord, match=rf"{p.name}: line 4: not valid UTF-8"):
+        curate_amazon([p], CurateParams(strict=True))
+
+
+def test_truncated_gzip_keeps_what_was_readable_and_says_where_it_was_cut(tmp_path):
+    full = gzip.compress(b"".join(rec(i).encode() + b"\n" for i in range(1, 401)))
+    p = tmp_path / "cut.json.gz"
+    p.write_bytes(full[: len(full) * 6 // 10])
+    errs = []
+    prods = list(iter_products(p, errors=errs))
+    assert 100 < len(prods) < 400 and [q.uid for q in prods] == [f"A{i}" for i in range(1, len(prods) + 1)]
+    (line, why), = errs
+    assert line == len(prods) + 1 and why.startswith(f"truncated after line {len(prods)}: EOFError")
+    ds, rep = curate_amazon([p])
+    assert rep.kept_labels == len(prods) and rep.dropped["truncated_file"] == 1
+    assert rep.truncated_files == [f"{p}: {why}"]
+    assert rep.input_lines == len(prods) + 1  # every line accounted for: the cut one counted as truncated
+    with pytest.raises(MalformedRecord, match=rf"line {len(prods) + 1}: truncated after line {len(prods)}"):
+        curate_amazon([p], CurateParams(strict=True))
+
+
+def test_wrong_types_are_named_per_record(tmp_path):
+    lines = [rec(1), rec(2, title=["a", "list"]), json.dumps({"asin": 12345, "title": "numeric asin"}),
+             rec(3, image="http://x/one.jpg"), rec(4, also_buy=7), rec(5, image={"url": "x"}), rec(6)]
+    p = lines_file(tmp_path / "t.json", [l.encode() for l in lines])
+    errs = []
+    prods = {q.uid: q for q in iter_products(p, errors=errs)}
+    assert sorted(prods) == ["A1", "A3", "A6"]
+    assert prods["A3"].image_refs == ["http://x/one.jpg"]  # one string where a list is meant: unambiguous
+    assert errs == [(2, 'title: expected a string, got list ["a", "list"]'),
+                    (3, "asin: expected a string, got int 12345"),
+                    (5, "also_buy: expected a list of strings, got int"),
+                    (6, "image: expected a list of strings, got dict")]
+    _, rep = curate_amazon([p])
+    assert rep.dropped["malformed_line"] == 4 and rep.kept_labels == 3
+    assert ("t.json:2", 'title: expected a string, got list ["a", "list"]') in rep.malformed_lines
+
+
+def test_empty_metadata_file_is_refused_naming_it(tmp_path):
+    p = tmp_path / "empty.json"
+    p.write_text("")
+    with pytest.raises(ValueError, match=r"empty.json: no product kept from 0 input lines \(no lines\)"):
+        curate_amazon([p])
+    q = lines_file(tmp_path / "blank.json", [b"", b"{not json"])
+    with pytest.raises(ValueError, match=r"blank.json: no product kept from 2 input lines \(malformed_line 1, blank_line 1\)"):
+        curate_amazon([q])
