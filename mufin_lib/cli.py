@@ -12,6 +12,16 @@ import sys
 from . import run as run_mod
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mufin", description="mufin-kit: reproduce MUFIN (CVPR 2022)")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -33,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--run", required=True, help="a finished run directory (runs/<id>)")
     pp.add_argument("--input", required=True, help='JSON lines: {"id", "title", "images": [paths or URLs]}')
     pp.add_argument("--output", help="default: INPUT.recommendations.jsonl")
-    pp.add_argument("--top-k", type=int, default=10)
+    pp.add_argument("--top-k", type=positive_int, default=10, help="recommendations per product (1 or more)")
     args = ap.parse_args(argv)
     if args.cmd == "predict":
         from .predict import predict_file

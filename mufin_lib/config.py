@@ -217,6 +217,43 @@ def apply_overrides(specs: list[NotebookSpec], selected: list[NotebookSpec], fin
 
 # ---- one source of defaults: each notebook's parameters are the fields of its stage's Params dataclass ----
 
+def ranged(default, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False):
+    """A Params field whose value must lie in [lo, hi] (open ends with lo_open / hi_open); checked by the runner
+    before any notebook starts."""
+    return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
+
+
+def choice(default: str, *choices: str):
+    """A Params field that takes one of `choices` (the default among them)."""
+    return field(default=default, metadata={"choices": (default, *choices)})
+
+
+def check_value(name: str, value: Any, meta, origin: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{origin}: parameter '{name}' must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
+    if "range" in meta:
+        lo, hi, lo_open, hi_open = meta["range"]
+        bad = (lo is not None and (value < lo or (lo_open and value == lo))) or \
+              (hi is not None and (value > hi or (hi_open and value == hi)))
+        if bad:
+            span = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{')' if hi_open else ']'}"
+            raise ConfigError(f"{origin}: parameter '{name}' must be in {span}, got {value!r}")
+
+
+def check_parameters(final: dict[str, dict[str, Any]], origin: str = "parameters") -> None:
+    """Every value against its Params field's range or choices (notebook name -> parameters), so that a value
+    such as test_fraction=1.5 is refused before any kernel starts, naming the parameter and the valid range."""
+    from dataclasses import fields
+
+    for nb_name, values in final.items():
+        number = nb_name[:2]
+        if number not in STAGE_PARAMS:
+            continue
+        meta = {f.name: f.metadata for f in fields(stage_params_class(number))}
+        for name, value in values.items():
+            if name in meta:
+                check_value(name, value, meta[name], f"{origin} of {nb_name}")
+
 # notebook number -> "module:Class" (imported on use: reading parameters must not import torch)
 STAGE_PARAMS = {
     "01": "mufin_lib.data.prepare:DataParams",
@@ -259,5 +296,7 @@ def stage_parameters(run_dir: str | Path, number: str, overrides: list[str], cls
         final = resolve_parameters(specs, spec, record.get("preset"), [])
         final[spec[0].name] = {**{k: v for k, v in spec[0].parameters.items() if k not in RUNNER_PARAMETERS},
                                **final[spec[0].name]}
-    final = apply_overrides(specs, spec, final, overrides)[spec[0].name]
+    final = apply_overrides(specs, spec, final, overrides)
+    check_parameters(final)
+    final = final[spec[0].name]
     return final if cls is None else params_from(cls, final)

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from .bags import to_device
+from .config import choice, ranged
 from .metrics import evaluate
 from .paths import atomic_write
 
@@ -25,10 +26,10 @@ ALPHA_FILE = "alpha.json"
 @dataclass
 class EvaluateParams:
     """Stage 06's parameters (notebook 06's parameters cell equals these defaults)."""
-    alpha_metric: str = "P@1"  # the validation metric that picks alpha
-    propensity_A: float = 0.6
-    propensity_B: float = 2.6
-    timing_points: int = 50  # products encoded from raw title and images to time prediction
+    alpha_metric: str = choice("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5")  # the validation metric that picks alpha
+    propensity_A: float = ranged(0.6, 0, lo_open=True)
+    propensity_B: float = ranged(2.6, 0)
+    timing_points: int = ranged(50, 1)  # products encoded from raw title and images to time prediction
     seed: int = 0
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .bags import BagTable, bag_source, embed_rows, image_dim, to_device
+from .config import choice, ranged
 from .data.xc import XCDataset, carve_validation, own_label, validation_filter
 from .encoders import Embeddings
 from .finetune import build as build_finetune
@@ -42,27 +43,27 @@ from .training import (dist_info, device, discard_stale_checkpoints, init_distri
 @dataclass
 class Module1Params:
     """Stage 02's parameters; the defaults are the smoke size (notebook 02's parameters cell equals them)."""
-    epochs: int = 4  # paper: 200
-    lr: float = 2e-4
-    batch_size: int = 256  # paper: 1024
-    margin: float = 0.2  # paper 0.2; authors' code 0.3
-    num_negatives: int = 10
-    temperature: float = 0.1
-    warmup_steps: int = 20  # LR warm-up iterations (paper: 1000)
-    schedule: str = "cosine"  # cosine (paper) | linear (authors' code)
-    cluster_after: int = 2  # epochs of random batches before clustered ones (paper: ~20)
-    cluster_leaf: int = 32
-    recluster_every: int = 5
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    positives: str = "hardest"  # hardest | random (the "no +ve" ablation)
-    negatives: str = "hardest"  # hardest | random (with random positives: "no +ve,-ve")
-    val_fraction: float = 0.1
-    keep_top_k: int = 15
-    modalities: str = "text+image"  # text | image | text+image
-    D: int = 192  # working width of the model (authors' code: 192)
+    epochs: int = ranged(4, 1)  # paper: 200
+    lr: float = ranged(2e-4, 0, lo_open=True)
+    batch_size: int = ranged(256, 2)  # paper: 1024
+    margin: float = ranged(0.2, 0)  # paper 0.2; authors' code 0.3
+    num_negatives: int = ranged(10, 1)
+    temperature: float = ranged(0.1, 0, lo_open=True)
+    warmup_steps: int = ranged(20, 0)  # LR warm-up iterations (paper: 1000)
+    schedule: str = choice("cosine", "linear")  # cosine (paper) | linear (authors' code)
+    cluster_after: int = ranged(2, 0)  # epochs of random batches before clustered ones (paper: ~20)
+    cluster_leaf: int = ranged(32, 2)
+    recluster_every: int = ranged(5, 1)
+    weight_decay: float = ranged(0.01, 0)
+    grad_clip: float = ranged(1.0, 0, lo_open=True)
+    positives: str = choice("hardest", "random")  # hardest | random (the "no +ve" ablation)
+    negatives: str = choice("hardest", "random")  # hardest | random (with random positives: "no +ve,-ve")
+    val_fraction: float = ranged(0.1, 0, 1, hi_open=True)
+    keep_top_k: int = ranged(15, 1)
+    modalities: str = choice("text+image", "text", "image")  # text | image | text+image
+    D: int = ranged(192, 1)  # working width of the model (authors' code: 192)
     freeze_encoders: bool = True  # False: fine-tune E_T and E_V too (the paper; slow on a CPU)
-    encoder_lr: float = 2e-5  # learning rate of the encoders when fine-tuned
+    encoder_lr: float = ranged(2e-5, 0)  # learning rate of the encoders when fine-tuned
     text_encoder: str = "all-MiniLM-L6-v2"
     image_encoder: str = "efficientnet-lite0"  # "": text only
     compare_text_only: bool = True  # stage 02 also trains a text-only model with the same settings

@@ -63,6 +63,7 @@ class Predictor:
     @torch.no_grad()
     def recommend(self, products: list[Product], top_k: int = 10, shortlist: int = 100,
                   timings: dict | None = None) -> list[list[tuple[str, str, float]]]:
+        shortlist = max(shortlist, top_k)
         t0 = time.perf_counter()
         inputs = self.inputs(products)
         x1 = self.model1.eval()(*inputs)[0].numpy()
@@ -85,45 +86,69 @@ class Predictor:
         return out
 
 
+def _load_image(ref: str, dl: Downloader | None):
+    """(image or None, the downloader used, the reason it could not be read)."""
+    try:
+        if ref.startswith(("http://", "https://")):
+            dl = dl or Downloader()
+            p, why = dl.fetch(ref)
+            if p is None:
+                return None, dl, why
+            return Image.open(io.BytesIO(p.read_bytes())).convert("RGB"), dl, ""
+        return Image.open(resolve(ref)).convert("RGB"), dl, ""
+    except Exception as e:  # noqa: BLE001 - any unreadable image is reported, not fatal
+        return None, dl, f"{type(e).__name__}: {e}"
+
+
 def read_products(path: str | Path, downloader: Downloader | None = None) -> tuple[list[Product], list[dict]]:
-    """Products from JSONL; returns (usable products, problems) — a line with no title and no usable image,
-    or bad JSON, is a problem naming the file and line."""
+    """Products from JSON lines; returns (usable products, problems). Each problem names the file and line: a line
+    that is not UTF-8, not JSON or not an object, a field of the wrong type, or no title and no usable image.
+    A usable product keeps the reasons its unreadable images were left out (`image_problems`)."""
+    from .data.amazon import iter_lines
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (expected JSON lines: id, title, images)")
     products, problems = [], []
     dl = downloader
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append({"line": line_no, "error": f"{path}: line {line_no}: not JSON ({e.msg})"})
-                continue
-            pid = str(rec.get("id", f"line{line_no}"))
-            ims, bad = [], []
-            refs = rec.get("images", []) or []
-            for ref in refs:
-                try:
-                    if str(ref).startswith(("http://", "https://")):
-                        dl = dl or Downloader()
-                        p, why = dl.fetch(ref)
-                        if p is None:
-                            bad.append(f"{ref}: {why}")
-                            continue
-                        ims.append(Image.open(io.BytesIO(p.read_bytes())).convert("RGB"))
-                    else:
-                        ims.append(Image.open(resolve(ref)).convert("RGB"))
-                except Exception as e:  # noqa: BLE001 - any unreadable image is reported, not fatal
-                    bad.append(f"{ref}: {type(e).__name__}")
-            title = clean_title(rec.get("title") or "")
-            if not title and not ims:
-                problems.append({"id": pid, "line": line_no, "error": "no title and no usable image",
-                                 "image_problems": bad})
-                continue
-            products.append(Product(pid, title, [str(r) for r in refs], line_no=line_no, images=ims))
+    for line_no, line, why in iter_lines(path):
+        def problem(what: str, **extra):
+            problems.append({**extra, "line": line_no, "error": f"{path}: line {line_no}: {what}"})
+        if line is None:
+            problem(why)
+            continue
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            problem(f"not JSON ({e.msg})")
+            continue
+        if not isinstance(rec, dict):
+            problem(f"expected a JSON object with id, title and images, got {type(rec).__name__}")
+            continue
+        pid = str(rec.get("id", f"line{line_no}"))
+        title, refs = rec.get("title") or "", rec.get("images") or []
+        if isinstance(refs, str):
+            refs = [refs]  # one image given as a string: unambiguous
+        if not isinstance(title, str):
+            problem(f"title: expected a string, got {type(title).__name__}", id=pid)
+            continue
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            problem("images: expected a list of paths or URLs (strings)", id=pid)
+            continue
+        ims, bad = [], []
+        for ref in refs:
+            im, dl, why = _load_image(ref, dl)
+            if im is None:
+                bad.append(f"{ref}: {why}")
+            else:
+                ims.append(im)
+        title = clean_title(title)
+        if not title and not ims:
+            problem("no title and no usable image", id=pid, image_problems=bad)
+            continue
+        products.append(Product(pid, title, refs, line_no=line_no, images=ims, image_problems=bad))
     return products, problems
 
 
@@ -134,7 +159,7 @@ def predict_file(run_dir, input_path, output_path=None, top_k: int = 10) -> dict
     out_path = Path(output_path) if output_path else Path(input_path).with_suffix(".recommendations.jsonl")
     with atomic_write(out_path) as f:
         for p, r in zip(products, recs):
-            f.write(json.dumps({"id": p.uid, "title": p.title, "recommendations": [
+            f.write(json.dumps({"id": p.uid, "title": p.title, "image_problems": p.image_problems, "recommendations": [
                 {"label": u, "title": t, "score": s} for u, t, s in r]}) + "\n")
         for pr in problems:
             f.write(json.dumps({**pr, "recommendations": []}) + "\n")

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bags import embed_rows, to_device
+from .config import choice, ranged
 from .data.xc import own_label
 from .fusion import score_shortlists, tune_alpha
 from .model import MufinEncoder, identity_attention, masked_mean
@@ -33,27 +34,27 @@ from .training import (dist_info, discard_stale_checkpoints, init_distributed, l
 
 @dataclass
 class RankerParams:
-    epochs: int = 3  # paper: 20
-    lr: float = 5e-5  # Table 5
-    encoder_lr: float = 5e-5  # Module I's bottlenecks and A_S (paper 5e-5; authors' code 1e-5)
-    batch_size: int = 200  # Table 5
-    positives: int = 2  # |S_i|
-    negatives: int = 12  # |T_i|, hard, from the shortlist
-    margin: float = 0.5
-    loss: str = "cosine_embedding"  # paper | "softmax": a kit option, listwise over each point's S_i and T_i
-    temperature: float = 0.1  # softmax loss only
-    warmup_steps: int = 20
-    schedule: str = "cosine"
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    epochs: int = ranged(3, 1)  # paper: 20
+    lr: float = ranged(5e-5, 0, lo_open=True)  # Table 5
+    encoder_lr: float = ranged(5e-5, 0)  # Module I's bottlenecks and A_S (paper 5e-5; authors' code 1e-5)
+    batch_size: int = ranged(200, 1)  # Table 5
+    positives: int = ranged(2, 1)  # |S_i|
+    negatives: int = ranged(12, 0)  # |T_i|, hard, from the shortlist
+    margin: float = ranged(0.5, -1, 1)
+    loss: str = choice("cosine_embedding", "softmax")  # paper | "softmax": a kit option, listwise over each point's S_i and T_i
+    temperature: float = ranged(0.1, 0, lo_open=True)  # softmax loss only
+    warmup_steps: int = ranged(20, 0)
+    schedule: str = choice("cosine", "linear")
+    weight_decay: float = ranged(0.01, 0)
+    grad_clip: float = ranged(1.0, 0, lo_open=True)
     train_encoder: bool = True  # paper: Module I's layers train on; False freezes them
     reinit_self_attention: bool = False  # authors' code: A_S re-initialised in Module IV
-    combiner: str = "cross_attention"  # cross_attention (A_C) | concat ("ConCat" ablation) | none ("no A_C")
+    combiner: str = choice("cross_attention", "concat", "none")  # cross_attention (A_C) | concat ("ConCat" ablation) | none ("no A_C")
     # kit: keep the epoch whose fused score (best alpha) has the best P@1 on `val_points` validation points
     # (the paper keeps the last epoch). patience > 0 also stops after that many epochs without a gain.
     select_epoch: bool = True
-    val_points: int = 1000
-    patience: int = 0
+    val_points: int = ranged(1000, 1)
+    patience: int = ranged(0, 0)
     seed: int = 0
 
 

@@ -16,17 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import choice, ranged
 from .paths import atomic_path, atomic_write
 
 
 @dataclass
 class RetrievalParams:
-    mode: str = "bag"  # bag (P-I-bag, paper) | vec (P-I-vec, authors' code)
-    index: str = "hnsw"  # hnsw | flat
-    M: int = 32  # authors' code: 100
-    ef_construction: int = 200  # authors' code: 300
-    ef_search: int = 300
-    shortlist: int = 100  # labels kept per point (authors' code: 300)
+    mode: str = choice("bag", "vec")  # bag (P-I-bag, paper) | vec (P-I-vec, authors' code)
+    index: str = choice("hnsw", "flat")  # hnsw | flat
+    M: int = ranged(32, 2)  # authors' code: 100
+    ef_construction: int = ranged(200, 1)  # authors' code: 300
+    ef_search: int = ranged(300, 1)
+    shortlist: int = ranged(100, 1)  # labels kept per point (authors' code: 300)
     gpu: bool = True  # use faiss GPU when available (flat search; HNSW stays on the CPU)
     compare: bool = True  # stage 03 also measures P-I-vec against P-I-bag and HNSW against exact search
 

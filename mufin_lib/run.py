@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import (ConfigError, apply_overrides, available_presets, discover_notebooks, resolve_parameters,
+from .config import (ConfigError, apply_overrides, available_presets, check_parameters, discover_notebooks, resolve_parameters,
                      select_notebooks)
 from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write
 
@@ -162,6 +162,7 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
         raise ConfigError("notebooks/ holds no NN_*.ipynb notebook")
     selected = select_notebooks(specs, only)
     params = resolve_parameters(specs, selected, preset, overrides)
+    check_parameters({s.name: {**s.parameters, **params[s.name]} for s in selected})
     run_id = run_id or new_run_id(preset)
     run_path = RUNS_DIR / run_id
     if (run_path / "run.json").exists():
@@ -218,6 +219,7 @@ def resume_run(run_id: str, only: str | None = None, overrides: list[str] | None
                               "choose the notebooks to re-run with --only")
         final = apply_overrides(specs, todo, {s.name: dict(record["notebooks"][s.name]["parameters"]) for s in todo},
                                 overrides)
+        check_parameters(final)
         for s in todo:
             record["notebooks"][s.name]["parameters"] = final[s.name]
     return record, run_path

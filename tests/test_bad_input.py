@@ -74,3 +74,55 @@ def test_empty_metadata_file_is_refused_naming_it(tmp_path):
     q = lines_file(tmp_path / "blank.json", [b"", b"{not json"])
     with pytest.raises(ValueError, match=r"blank.json: no product kept from 2 input lines \(malformed_line 1, blank_line 1\)"):
         curate_amazon([q])
+
+
+def test_predict_input_problems_are_per_line(tmp_path):
+    from PIL import Image
+
+    from mufin_lib.predict import read_products
+
+    img = tmp_path / "ok.png"
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(img)
+    lines = [json.dumps({"id": "a", "title": "kettle", "images": [str(img)]}).encode(),
+             b'["not", "an", "object"]',
+             json.dumps({"id": "b", "title": "mug", "images": str(img)}).encode(),  # a string: one image
+             b'{"id": "c", "title": "caf\xe9"}',
+             json.dumps({"id": "d", "title": ["a", "list"]}).encode(),
+             json.dumps({"id": "e", "title": "lamp", "images": [str(tmp_path / "missing.jpg")]}).encode(),
+             json.dumps({"id": "f", "images": [7]}).encode(),
+             b"{not json"]
+    p = lines_file(tmp_path / "new.jsonl", lines)
+    products, problems = read_products(p)
+    by = {q.uid: q for q in products}
+    assert sorted(by) == ["a", "b", "e"]
+    assert len(by["a"].images) == 1 and len(by["b"].images) == 1 and by["b"].image_refs == [str(img)]
+    assert by["e"].images == [] and by["e"].image_problems[0].startswith(f"{tmp_path / 'missing.jpg'}: FileNotFoundError")
+    assert [(q["line"], q["error"].split(": ", 1)[1]) for q in problems] == [
+        (2, "line 2: expected a JSON object with id, title and images, got list"),
+        (4, "line 4: not valid UTF-8 (byte 0xe9 at column 26)"),
+        (5, "line 5: title: expected a string, got list"),
+        (7, "line 7: images: expected a list of paths or URLs (strings)"),
+        (8, "line 8: not JSON (Expecting property name enclosed in double quotes)")]
+
+
+def test_out_of_range_parameters_are_refused_before_anything_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp_path / "runs"))
+    cases = {("-p", "test_fraction=1.5"): "parameter 'test_fraction' must be in (0, 1), got 1.5",
+             ("-p", "test_fraction=-0.2"): "parameter 'test_fraction' must be in (0, 1), got -0.2",
+             ("-p", "02.epochs=0"): "parameter 'epochs' must be in [1, inf], got 0",
+             ("-p", "source=csv"): "parameter 'source' must be one of 'synthetic', 'amazon-json', 'xc-dir', got 'csv'",
+             ("-p", "05.combiner=mlp"): "parameter 'combiner' must be one of 'cross_attention', 'concat', 'none'"}
+    for args, words in cases.items():
+        r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--preset", "smoke", *args], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and words in r.stderr, (args, r.stderr[-500:])
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/notebooks/*.ipynb"))
+    r = subprocess.run([sys.executable, "-m", "mufin_lib.cli", "predict", "--run", "x", "--input", "y", "--top-k", "0"],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "expected a whole number of 1 or more, got 0" in r.stderr

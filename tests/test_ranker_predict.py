@@ -88,7 +88,7 @@ def test_predict_end_to_end(smoke_run, tmp_path):
     Image.new("RGB", (90, 60), (30, 150, 150)).save(img)
     (tmp_path / "new.jsonl").write_text("\n".join([
         json.dumps({"id": "a", "title": "Oak Field Nova kettle", "images": [str(img)]}),
-        json.dumps({"id": "b", "title": "Pine Brook Luna mug"}),
+        json.dumps({"id": "b", "title": "Pine Brook Luna mug", "images": str(tmp_path / "gone.jpg")}),
         json.dumps({"id": "c", "title": "", "images": [str(tmp_path / "missing.jpg")]}),
         "{not json",
     ]) + "\n")
@@ -102,7 +102,10 @@ def test_predict_end_to_end(smoke_run, tmp_path):
     scores = [x["score"] for x in by_id["a"]["recommendations"]]
     assert scores == sorted(scores, reverse=True)
     assert all(x["label"].startswith("SYN") and x["title"] is not None for x in by_id["a"]["recommendations"])
-    assert by_id["c"]["error"] == "no title and no usable image" and by_id["c"]["recommendations"] == []
+    assert by_id["c"]["error"].endswith("line 3: no title and no usable image") and by_id["c"]["recommendations"] == []
+    assert by_id["a"]["image_problems"] == []
+    (why,) = by_id["b"]["image_problems"]  # recommended from its title, and it says its image was not read
+    assert why.startswith(f"{tmp_path / 'gone.jpg'}: FileNotFoundError")
     assert any("line 4: not JSON" in o.get("error", "") for o in out)
 
 

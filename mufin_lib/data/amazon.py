@@ -36,6 +36,7 @@ class Product:
     category: str = ""  # top-level category (the paper's Table 6 rows)
     line_no: int = 0
     images: list = field(default_factory=list)  # decoded images (PIL), once read
+    image_problems: list = field(default_factory=list)  # why an image of image_refs could not be read
 
 
 TRUNCATED = "truncated"  # the reason's first word when a compressed file ends early

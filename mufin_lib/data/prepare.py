@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import CACHE_DIR, atomic_write, resolve
+from ..config import choice, ranged
 from .curate import CurateParams, curate_to_dir
 from .images import ImageStore
 from .synthetic import GENERATOR_VERSION, SIZES, SyntheticParams, generate
@@ -20,11 +21,11 @@ SOURCES = ("synthetic", "amazon-json", "xc-dir")
 @dataclass
 class DataParams:
     """Stage 01's parameters (notebook 01's parameters cell equals these defaults)."""
-    source: str = "synthetic"  # synthetic | amazon-json | xc-dir
+    source: str = choice("synthetic", "amazon-json", "xc-dir")  # synthetic | amazon-json | xc-dir
     input_path: str = ""  # amazon-json: metadata file(s), comma-separated; xc-dir: the dataset directory
     size: str = "smoke"  # synthetic: smoke (~2K products) | default (~20K) | a number of products
     seed: int = 0
-    test_fraction: float = 0.3
+    test_fraction: float = ranged(0.3, 0, 1, lo_open=True, hi_open=True)
     clean_titles: bool = True  # HTML entities and markup out of titles
     frozen_check: bool = True  # stage 01 also reports P@k of the frozen pretrained encoders, per modality
     text_encoder: str = "all-MiniLM-L6-v2"  # the encoders whose outputs stage 01 caches
