@@ -62,14 +62,29 @@ def write_img_bin(path: str | Path, items: Iterable[tuple[str, Image.Image]], qu
 
 @dataclass
 class ImageReadReport:
+    """Every line of the img.bin files, accounted for: kept, beyond the top k of its UID, repeated in a later file
+    (train/test/label files repeat UIDs; the first file wins), corrupt (with file:line and reason), or for a UID
+    that is not a product of the dataset (`unknown_uid`, once `ImageStore.drop_unknown` has run)."""
     lines: int = 0
     kept: int = 0
     beyond_top_k: int = 0
+    repeated_in_other_file: int = 0
+    unknown_uid: int = 0
     corrupt: list = field(default_factory=list)  # (file:line, reason)
 
     def as_dict(self):
+        accounted = self.kept + self.beyond_top_k + self.repeated_in_other_file + self.unknown_uid + len(self.corrupt)
         return {"lines": self.lines, "kept": self.kept, "beyond_top_k": self.beyond_top_k,
-                "corrupt": len(self.corrupt), "corrupt_lines": self.corrupt[:100]}
+                "repeated_in_other_file": self.repeated_in_other_file, "unknown_uid": self.unknown_uid,
+                "corrupt": len(self.corrupt), "corrupt_lines": self.corrupt[:100], "accounted_for": accounted}
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, binascii.Error):
+        return f"not base64 ({e})"
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image (the bytes decode to no known image format)"
+    return f"{type(e).__name__}: {e}"
 
 
 class ImageStore:
@@ -97,7 +112,7 @@ class ImageStore:
                         uid = line[:tab].decode("utf-8", "replace")
                         lst = self.index.setdefault(uid, [])
                         if owner.setdefault(uid, fno) != fno:
-                            pass
+                            self.report.repeated_in_other_file += 1
                         elif len(lst) < keep_top_k:
                             lst.append((fno, off + tab + 1, line_no))
                         else:
@@ -134,10 +149,19 @@ class ImageStore:
             try:
                 out.append(decode_b64(self._line(fno, off).decode("ascii")))
             except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
-                self.report.corrupt.append((f"{self.files[fno].name}:{line_no}", type(e).__name__))
+                self.report.corrupt.append((f"{self.files[fno].name}:{line_no}", _why(e)))
         return out
 
+    def drop_unknown(self, uids) -> ImageReadReport:
+        """Leave out the images of UIDs that are not products of the dataset (counted as unknown_uid)."""
+        known = set(uids)
+        for uid in [u for u in self.index if u not in known]:
+            self.report.unknown_uid += len(self.index.pop(uid))
+        self.report.kept = sum(len(v) for v in self.index.values())
+        return self.report
+
     def validate(self) -> ImageReadReport:
+        """Decode every kept image once; a corrupt one is dropped and counted with its file:line and reason."""
         for uid in list(self.index):
             good = []
             for fno, off, line_no in self.index[uid]:
@@ -145,7 +169,7 @@ class ImageStore:
                     decode_b64(self._line(fno, off).decode("ascii"))
                     good.append((fno, off, line_no))
                 except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
-                    self.report.corrupt.append((f"{self.files[fno].name}:{line_no}", type(e).__name__))
+                    self.report.corrupt.append((f"{self.files[fno].name}:{line_no}", _why(e)))
             if good:
                 self.index[uid] = good
             else:

@@ -81,6 +81,8 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
         root = resolve(params.input_path)
     ds = read_xc(root)
     store = ImageStore.from_dir(root)
+    store.drop_unknown([u for split in ("label", "train", "test") for u in ds.uids[split]])
+    store.validate()  # the statistics count what decodes, not what is listed
     n_img = np.array([store.count(u) for u in ds.uids["label"]])
     stats = ds.stats() | {"avg_images_per_product": round(float(n_img.mean()), 2),
                           "products_without_image": int((n_img == 0).sum()),
