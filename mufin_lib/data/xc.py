@@ -107,7 +107,8 @@ def write_xy(path: Path, Y: sp.csr_matrix) -> None:
             f.write(" ".join(f"{c}:{v:g}" for c, v in zip(Y.indices[s:e], Y.data[s:e])) + "\n")
 
 
-def read_filter(path: Path) -> np.ndarray:
+def read_filter(path: Path, n_rows: int | None = None, n_labels: int | None = None) -> np.ndarray:
+    """`row col` pairs; with the split's shape, a pair outside it is an error naming its line."""
     if not path.exists():
         return np.zeros((0, 2), np.int64)
     rows = []
@@ -116,9 +117,13 @@ def read_filter(path: Path) -> np.ndarray:
             parts = line.split()
             if not parts:
                 continue
-            if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
-                raise XCFormatError(f"{path}: line {i}: expected `row col`, got {line.strip()!r}")
-            rows.append((int(parts[0]), int(parts[1])))
+            if len(parts) != 2 or not all(p.isdigit() for p in parts):
+                raise XCFormatError(f"{path}: line {i}: expected `row col` (two whole numbers of 0 or more), got {line.strip()!r}")
+            r, c = int(parts[0]), int(parts[1])
+            if (n_rows is not None and r >= n_rows) or (n_labels is not None and c >= n_labels):
+                raise XCFormatError(f"{path}: line {i}: ({r}, {c}) lies outside the split's {n_rows} points x "
+                                    f"{n_labels} labels (rows and columns count from 0)")
+            rows.append((r, c))
     return np.asarray(rows, np.int64).reshape(-1, 2)
 
 
@@ -151,10 +156,7 @@ def read_xc(root: str | Path) -> XCDataset:
     for s in ("train", "test"):
         if Y[s].shape[0] != len(uids[s]):
             raise XCFormatError(f"{root / XY_FILE[s]}: {Y[s].shape[0]} points but raw_data/{s}.raw.txt has {len(uids[s])} lines")
-    filters = {s: read_filter(root / f"filter_labels_{s}.txt") for s in ("train", "test")}
-    for s, fl in filters.items():
-        if len(fl) and (fl[:, 0].max() >= Y[s].shape[0] or fl[:, 1].max() >= L):
-            raise XCFormatError(f"{root}/filter_labels_{s}.txt: a (row, col) lies outside {Y[s].shape}")
+    filters = {s: read_filter(root / f"filter_labels_{s}.txt", Y[s].shape[0], L) for s in ("train", "test")}
     return XCDataset(root, uids, titles, Y, filters, read_urls(root / "img.urls.txt"))
 
 
