@@ -9,14 +9,16 @@ import json
 import sys
 from pathlib import Path
 
-TIMING = ("seconds", "_s", "ms", "timing", "time", "build_s", "threads", "device")
+TIMING = ("seconds", "ms", "time", "threads", "device")
 PLACES = ("path", "root", "input_path", "output", "bench_dir", "source")  # where a run lives, not what it found
 FILES = ("metrics.json", "alpha.json", "history.json", "recall.json")
 
 
 def is_timing(key: str) -> bool:
+    """Keys that hold how long something took, or where it ran: these differ from run to run by nature."""
     k = key.lower()
-    return any(k == t or k.endswith(t) or k.startswith("timing") for t in TIMING)
+    return (k in TIMING or k.startswith(("timing", "ms_", "s_per")) or "_per_s" in k or "ms_per" in k
+            or k.endswith(("_s", "_ms", "seconds", "time")))
 
 
 def leaves(obj, path=""):

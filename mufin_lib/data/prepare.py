@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,14 +50,30 @@ def get_synthetic(size: str | int, seed: int = 0, with_images: bool = True, test
     p = SyntheticParams.for_size(size, seed=seed, with_images=with_images, test_fraction=test_fraction)
     out = synthetic_dir(p)
     if not (out / "synthetic.json").exists():
-        if out.exists():
-            shutil.rmtree(out)  # an interrupted generation: start again
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        # generated in a folder of this process's own, then renamed: a killed generation leaves only its .partial
+        # folder (removed by the next one), and two runs generating at once never write into each other's files
+        tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
+        for stale in out.parent.glob(f"{out.name}.partial-*"):
+            if not _alive(stale.name.rsplit("-", 1)[1]):
+                shutil.rmtree(stale, ignore_errors=True)
         generate(tmp, p)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError:  # another run finished first: its catalogue is the same, bit for bit
+            if not (out / "synthetic.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
