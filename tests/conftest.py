@@ -42,3 +42,19 @@ def smoke_run(tmp_path_factory):
     run_dir = tmp / "runs" / "smoke"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "ok"
     return run_dir, env
+
+
+# A small chain for the slow tier (torchrun, faults): the smoke preset on 300 products, 2 epochs per training
+TINY = ["--preset", "smoke", "-p", "size=300", "-p", "02.epochs=2", "-p", "05.epochs=2", "-p", "timing_points=5",
+        "--only", "01,02,03,04,05,06"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny")
+    env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp / "runs"), MUFIN_CACHE_DIR=str(tmp / "cache"),
+               MUFIN_FIGURES_DIR=str(tmp / "figures"), HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-m", "mufin_lib.run", *TINY, "--run-id", "tiny"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp / "runs" / "tiny", env

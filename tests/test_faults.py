@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["--preset", "smoke", "-p", "size=300", "-p", "02.epochs=3", "-p", "05.epochs=3", "-p", "timing_points=5"]
+from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +52,10 @@ def compare(a: Path, b: Path) -> str:
     return r.stdout
 
 
-def test_killed_runs_resume_to_the_same_numbers(tmp_path):
-    env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp_path / "runs"), MUFIN_CACHE_DIR=str(tmp_path / "cache"),
-               MUFIN_FIGURES_DIR=str(tmp_path / "figures"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2")
-    finish(runner(env, *SMALL, "--run-id", "ref", "--only", "01,02,03,04,05,06"))
-    ref = tmp_path / "runs" / "ref"
+def test_killed_runs_resume_to_the_same_numbers(tiny_run, tmp_path):
+    ref, env = tiny_run  # the uninterrupted run
     # a fresh cache for the killed run: generation and encoding happen again, and are killed
-    env["MUFIN_CACHE_DIR"] = str(tmp_path / "cache2")
+    env = dict(env, MUFIN_RUNS_DIR=str(tmp_path / "runs"), MUFIN_CACHE_DIR=str(tmp_path / "cache2"))
     run = tmp_path / "runs" / "killed"
     cache2 = tmp_path / "cache2"
     kills = [  # (notebook, what must exist before the kill)
@@ -70,7 +67,7 @@ def test_killed_runs_resume_to_the_same_numbers(tmp_path):
     ]
     first = True
     for nb, ready in kills:
-        p = runner(env, *SMALL, "--run-id", "killed", "--only", "01,02,03,04,05,06") if first else \
+        p = runner(env, *TINY, "--run-id", "killed") if first else \
             runner(env, "--resume", "killed")
         first = False
         kill_when(p, lambda: status(run, nb) == "running" and ready())
@@ -85,8 +82,9 @@ def test_killed_runs_resume_to_the_same_numbers(tmp_path):
 def test_two_runs_sharing_the_cache_at_once(tmp_path):
     env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp_path / "runs"), MUFIN_CACHE_DIR=str(tmp_path / "cache"),
                MUFIN_FIGURES_DIR=str(tmp_path / "figures"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    a = runner(env, *SMALL, "--run-id", "a", "--only", "01")
-    b = runner(env, *SMALL, "--run-id", "b", "--only", "01")
+    only01 = ["--preset", "smoke", "-p", "size=300", "--only", "01"]
+    a = runner(env, *only01, "--run-id", "a")
+    b = runner(env, *only01, "--run-id", "b")
     finish(a)
     finish(b)
     compare(tmp_path / "runs" / "a", tmp_path / "runs" / "b")

@@ -185,12 +185,12 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
 
 
 @pytest.mark.slow
-def test_ranker_under_torchrun_two_cpu_processes(smoke_run, tmp_path):
+def test_ranker_under_torchrun_two_cpu_processes(tiny_run, tmp_path):
     """Module IV's training loop under torchrun with 2 processes (gloo) on the tiny run's stages 01-04."""
     from mufin_lib.artifacts import open_run
     from mufin_lib.ranker import load_ranker
 
-    run_dir, env = smoke_run
+    run_dir, env = tiny_run
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
                         "-m", "mufin_lib.ranker", "--run-dir", str(run_dir), "--out", str(tmp_path / "m4"),
                         "-p", "epochs=2", "-p", "05.batch_size=64", "-p", "val_points=50"], cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"),
