@@ -107,12 +107,12 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
         t0 = time.time()
         try:
             # the console shows the notebook's own progress (its tqdm bars and stderr) as it runs, cell by cell
-            # on a terminal; the kernel's log stays at ERROR (its "TCP without encryption" warning is for
+            # on a terminal; the kernel's own log is silenced (its "TCP without encryption" warning is for
             # remote kernels, and ours listens on 127.0.0.1 only)
             pm.execute_notebook(str(specs[name].path), str(partial), parameters=params, kernel_name="python3",
                                 cwd=str(specs[name].path.parent), progress_bar=sys.stderr.isatty(),
                                 log_output=False, stderr_file=sys.stderr,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except pm.PapermillExecutionError as e:
             entry.update(status="failed", end=now(), duration_s=round(time.time() - t0, 2),
                          error={"cell_index": e.cell_index, "ename": e.ename, "evalue": e.evalue})
