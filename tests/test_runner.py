@@ -167,3 +167,16 @@ def test_parameters_addressed_to_one_notebook_and_changed_on_resume(nbdir, tmp_p
     assert run["resumed"][-1]["overrides"] == ["04.rate=0.9"]
     r = mufin(d, tmp_path, "--resume", "r4", "--only", "04", "-p", "03.rate=0.9")  # 03 does not run
     assert r.returncode == 2 and "notebook 03_last is not selected" in r.stderr
+
+
+def test_console_shows_the_notebooks_progress_and_no_kernel_noise(tmp_path):
+    d = tmp_path / "nbs"
+    d.mkdir()
+    make_nb(d / "01_progress.ipynb", 'n: int = 3\nrun_dir: str = ""',
+            "import os, sys\nfrom mufin_lib.progress import tqdm\n"
+            "assert os.environ['MUFIN_PROGRESS'] == 'text'\n"
+            "for _ in tqdm(range(n), desc='working hard', mininterval=0):\n    pass\nprint('to stderr', file=sys.stderr)")
+    r = mufin(d, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "working hard: 100%" in r.stderr and "to stderr" in r.stderr  # the stage's own progress, live
+    assert "without encryption" not in r.stderr and "KeyboardInterrupt" not in r.stderr
