@@ -184,3 +184,18 @@ def test_lab_server_saves_leave_the_repository_clean(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         target.write_text(committed)  # never leave the checkout changed, whatever happened
+
+
+def test_progress_bars_are_widgets_in_a_notebook(tmp_path, monkeypatch):
+    """Opened in JupyterLab (no MUFIN_PROGRESS), the kit's tqdm bars render as ipywidgets, without the
+    'IProgress not found' warning; the runner's text bars are tested in test_runner."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("MUFIN_PROGRESS", raising=False)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from mufin_lib.progress import tqdm\nfor _ in tqdm(range(3)):\n    pass")]
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outs = nb.cells[0].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs), outs
+    assert not any("IProgress not found" in o.get("text", "") for o in outs)
