@@ -88,6 +88,7 @@ def test_failure_then_resume_finishes_the_rest(nbdir, tmp_path):
     assert run["status"] == "ok" and all(v["status"] == "ok" for v in run["notebooks"].values())
     assert run["notebooks"]["03_last"]["parameters"] == {"rate": 2.0, "name": "x"}
     assert {"git", "packages", "device", "seed", "start", "end"} <= set(run)
+    assert run["device"]["cpu"] and run["device"]["cpu_count"] >= 1  # where the numbers were made
     assert len(run["resumed"]) == 1 and "git" in run["resumed"][0]
     assert all(v["duration_s"] is not None for v in run["notebooks"].values())
 
