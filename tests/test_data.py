@@ -172,6 +172,10 @@ def test_validation_filter_removes_self_and_reciprocal_pairs_as_test_does():
                    image_urls={})
     got = validation_filter(ds, fit=np.array([0, 2]), val=np.array([1, 3]))
     assert sorted(map(tuple, got.tolist())) == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    # a dataset without filter_labels_train.txt (optional for a user's own data): the self pairs come from the UIDs
+    ds.filters["train"] = np.zeros((0, 2), np.int64)
+    assert sorted(map(tuple, validation_filter(ds, np.array([0, 2]), np.array([1, 3])).tolist())) == \
+        [(0, 0), (0, 1), (1, 2), (1, 3)]
 
 
 def _img(colour, size=(60, 30)):

@@ -218,12 +218,15 @@ def reciprocal_pairs(Y: sp.csr_matrix, product: np.ndarray, Y_ref: sp.csr_matrix
 
 def validation_filter(ds: "XCDataset", fit: np.ndarray, val: np.ndarray) -> np.ndarray:
     """filter_labels of the validation rows (renumbered 0..len(val)-1), made as the test split's are: the train
-    filter pairs of those rows (self pairs), plus reciprocal pairs, validation point p with label q where fit
+    filter pairs of those rows, each point's own product (self pairs, from the UIDs), plus reciprocal pairs, validation point p with label q where fit
     point q has label p. Without the latter, validation keeps pairs that test filters out (about a fifth of the
     validation positives on the default synthetic catalogue), and alpha and epochs are chosen on easier data."""
     pos = {int(r): i for i, r in enumerate(val)}
     pairs = [(pos[int(r)], int(c)) for r, c in ds.filters["train"] if int(r) in pos]
     product = own_label(ds, "train")
+    # self pairs follow from the UIDs, whatever filter_labels_train.txt holds (it is optional for a user's own data:
+    # without it each validation point's own product stayed in its candidates, always the top-1 with text + image)
+    pairs += [(i, int(product[r])) for i, r in enumerate(val) if product[r] >= 0]
     fit_row = {int(product[r]): int(r) for r in fit if product[r] >= 0}
     Y = ds.Y["train"].tocsr()
     pairs += reciprocal_pairs(Y[val], product[val], Y, fit_row)
