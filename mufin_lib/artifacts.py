@@ -27,7 +27,8 @@ import scipy.sparse as sp
 from .paths import RUNS_DIR, resolve
 
 STAGES = {"dataset": "01_curate_dataset", "module1": "02_module1_siamese", "module2": "03_module2_retrieval",
-          "module3": "04_module3_shortlists", "module4": "05_module4_ranker", "evaluate": "06_evaluate"}
+          "module3": "04_module3_shortlists", "module4": "05_module4_ranker", "evaluate": "06_evaluate",
+          "peers": "07_peers"}
 
 
 @dataclass
@@ -58,6 +59,10 @@ class Run:
             raise FileNotFoundError(f"{f}: missing; run notebook {STAGES[stage]} first "
                                     f"(mufin run --resume {self.dir.name} --only {STAGES[stage][:2]})")
         return f
+
+    def metrics(self, stage: str) -> dict:
+        """A finished stage's metrics.json."""
+        return json.loads(self._need(stage, "metrics.json").read_text())
 
     # ---- provenance ---------------------------------------------------------------------------------
     @cached_property
@@ -128,16 +133,28 @@ class Run:
     @cached_property
     def carve(self) -> tuple[np.ndarray, np.ndarray]:
         """(fit rows, validation rows) of train, as Module I carved them."""
-        from .data.xc import carve_validation
-        p = self.module1_params
-        return carve_validation(self.dataset.Y["train"].shape[0], p.val_fraction, p.seed)
+        from .module1 import carve
+        return carve(self.dataset, self.module1_params)
+
+    @cached_property
+    def val_halves(self) -> dict[str, np.ndarray]:
+        """Positions within the validation split of its two halves: "val-epoch" chooses Module IV's epoch,
+        "val-alpha" chooses alpha."""
+        from .data.xc import validation_halves
+        a, b = validation_halves(len(self.carve[1]), self.module1_params.seed)
+        return {"val-epoch": a, "val-alpha": b}
 
     def split(self, name: str) -> Split:
+        """"train", "test", "val" (carved from train as Module I carved it), or a half of it: "val-epoch",
+        "val-alpha"."""
         from .data.xc import validation_filter
         ds = self.dataset
         if name == "val":
             fit, val = self.carve
             return Split("val", [ds.uids["train"][i] for i in val], ds.Y["train"][val], validation_filter(ds, fit, val))
+        if name in ("val-epoch", "val-alpha"):
+            v, pick = self.split("val"), self.val_halves[name]
+            return Split(name, [v.uids[i] for i in pick], v.Y[pick], filter_rows(v.filter, pick))
         return Split(name, ds.uids[name], ds.Y[name], ds.filters[name])
 
     def inv_propensity(self, A: float = 0.6, B: float = 2.6) -> np.ndarray:
@@ -153,6 +170,9 @@ class Run:
     def shortlists(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(scores, labels) of a split's shortlists, checked against the split's points."""
         from .retrieval import load_shortlist
+        if split in ("val-epoch", "val-alpha"):
+            scores, labels = self.shortlists("val")
+            return scores[self.val_halves[split]], labels[self.val_halves[split]]
         f = self._need("module3", f"shortlist_{split}.npz")
         scores, labels, uids = load_shortlist(f)
         if uids != self.split(split).uids:
@@ -173,6 +193,13 @@ class Run:
     @property
     def alpha(self) -> float:
         return self.alpha_record["alpha"]
+
+
+def filter_rows(filt: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """The filter pairs of the rows `pick` (sorted), renumbered 0..len(pick)-1."""
+    pos = {int(r): i for i, r in enumerate(pick)}
+    kept = [(pos[int(r)], int(c)) for r, c in filt if int(r) in pos]
+    return np.asarray(kept, np.int64).reshape(-1, 2)
 
 
 def open_run(run_dir: str | Path) -> Run:

@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:28s} {desc}")
         return 0
     if args.data_cmd == "images":
-        from .data.images import Downloader, build_img_bin_from_urls
+        from .data.images import Downloader, build_img_bin
         from .paths import resolve
-        rep = build_img_bin_from_urls(resolve(args.path), Downloader(timeout=args.timeout, retries=args.retries,
+        rep = build_img_bin(resolve(args.path), Downloader(timeout=args.timeout, retries=args.retries,
                                                                      workers=args.workers), args.keep_top_k)
         print(f"urls {rep['urls']}: {rep['outcomes']}; written {rep['written']}; failed {rep['failed']} "
               f"(details in {args.path}/images/build_report.json)")

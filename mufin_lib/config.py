@@ -262,6 +262,7 @@ STAGE_PARAMS = {
     "04": "mufin_lib.retrieval:RetrievalParams",
     "05": "mufin_lib.ranker:RankerParams",
     "06": "mufin_lib.fusion:EvaluateParams",
+    "07": "mufin_lib.peers:PeersParams",
     "11": "mufin_lib.report:BenchmarksParams",
 }
 

@@ -137,15 +137,15 @@ PAPER_P1 = {"MUFIN": 52.30}
 
 
 def evaluate_stage(run, params: EvaluateParams) -> EvaluateResult:
-    """Stage 06: tune alpha on the validation points (saved with the run), then the main table on test."""
+    """Stage 06: tune alpha on the validation half that did not choose Module IV's epoch (saved with the run), then the main table on test."""
     import pandas as pd
 
     from .module1 import evaluate_model
     from .predict import time_prediction
 
     inv_p = run.inv_propensity(params.propensity_A, params.propensity_B)
-    val, test = run.split("val"), run.split("test")
-    e, r, sl = score_split(run, "val")
+    val, test = run.split("val-alpha"), run.split("test")  # the other half chose Module IV's epoch
+    e, r, sl = score_split(run, "val-alpha")
     alpha, curve = tune_alpha(e, r, sl, val.Y, val.filter, inv_p, metric=params.alpha_metric)
     save_alpha(run.stage("evaluate"), alpha, params.alpha_metric, curve)
     e, r, sl = score_split(run, "test")

@@ -52,42 +52,87 @@ def topk_to_csr(indices: np.ndarray, scores: np.ndarray, n_labels: int) -> sp.cs
     return sp.csr_matrix((data, (rows, indices[valid])), shape=(n, n_labels))
 
 
-def evaluate(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray | None = None,
-             filt: np.ndarray | None = None, ks=KS) -> dict[str, float]:
-    """All metrics, in percent, for a sparse score matrix (higher = better) against binary truth."""
+def ranked_hits(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray | None = None,
+                filt: np.ndarray | None = None, kmax: int = 5) -> dict[str, np.ndarray]:
+    """Per point and rank (n x kmax), after filtering: `hits` (1 where the ranked label is a positive), `ps_hits`
+    (hits weighted by inverse propensity) and `best` (the largest weights achievable, the PSP normaliser); and
+    `n_pos` per point. Every metric, and the paired bootstrap, is computed from these."""
     Y = _drop(sp.csr_matrix(Y_true) > 0, filt).astype(np.float32)
     S = _drop(scores, filt)
-    kmax = max(ks)
     top = topk_from_scores(S, kmax)
     n = Y.shape[0]
     hits = np.zeros((n, kmax), np.float32)
     rows = np.repeat(np.arange(n), kmax)
     valid = top.ravel() >= 0
     hits.ravel()[valid] = np.asarray(Y[rows[valid], top.ravel()[valid]]).ravel()
-    disc = 1.0 / np.log2(np.arange(kmax) + 2)
-    n_pos = Y.getnnz(1)
-    out: dict[str, float] = {}
+    out = {"hits": hits, "n_pos": Y.getnnz(1)}
     if inv_p is not None:
         wtop = np.zeros((n, kmax), np.float32)
         wtop.ravel()[valid] = inv_p[top.ravel()[valid]]
-        ps_hits = hits * wtop
+        out["ps_hits"] = hits * wtop
         # best achievable: each point's true labels sorted by inverse propensity
         best = np.zeros((n, kmax), np.float32)
         for i in range(n):
             w = np.sort(inv_p[Y.indices[Y.indptr[i]:Y.indptr[i + 1]]])[::-1][:kmax]
             best[i, : len(w)] = w
+        out["best"] = best
+    return out
+
+
+def evaluate(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray | None = None,
+             filt: np.ndarray | None = None, ks=KS) -> dict[str, float]:
+    """All metrics, in percent, for a sparse score matrix (higher = better) against binary truth."""
+    kmax = max(ks)
+    r = ranked_hits(scores, Y_true, inv_p, filt, kmax)
+    hits, n_pos = r["hits"], r["n_pos"]
+    n = hits.shape[0]
+    disc = 1.0 / np.log2(np.arange(kmax) + 2)
+    out: dict[str, float] = {}
     for k in ks:
         out[f"P@{k}"] = 100 * hits[:, :k].sum() / (n * k)
         idcg = np.array([disc[: min(k, m)].sum() for m in n_pos])
         dcg = (hits[:, :k] * disc[:k]).sum(1)
         out[f"nDCG@{k}"] = 100 * np.divide(dcg, idcg, out=np.zeros(n), where=idcg > 0).mean()
         if inv_p is not None:
+            ps_hits, best = r["ps_hits"], r["best"]
             out[f"PSP@{k}"] = 100 * ps_hits[:, :k].sum() / max(best[:, :k].sum(), 1e-12)
             # per point divided by its (unweighted) ideal DCG, then normalised by the best (as pyxclib, napkinXC)
             inv_idcg = np.divide(1.0, idcg, out=np.zeros(n), where=idcg > 0)
             ps = ((ps_hits[:, :k] * disc[:k]).sum(1) * inv_idcg).sum()
             out[f"PSnDCG@{k}"] = 100 * ps / max(((best[:, :k] * disc[:k]).sum(1) * inv_idcg).sum(), 1e-12)
     return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def point_parts(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray, filt: np.ndarray | None,
+                metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) per point of a metric that is 100 * sum(num) / sum(den) over points: P@k (den 1)
+    or PSP@k (den: the point's best achievable). A resample of points recomputes the metric exactly."""
+    name, k = metric.split("@")
+    k = int(k)
+    r = ranked_hits(scores, Y_true, inv_p, filt, k)
+    if name == "P":
+        return r["hits"][:, :k].sum(1) / k, np.ones(len(r["hits"]))
+    if name == "PSP":
+        return r["ps_hits"][:, :k].sum(1), r["best"][:, :k].sum(1)
+    raise ValueError(f"metric '{metric}': the bootstrap takes P@k or PSP@k")
+
+
+def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], n_resamples: int = 1000,
+                     seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Difference a - b of a metric (from `point_parts` of two systems on the same points), with a percentile
+    interval from `n_resamples` resamples of the points (the same resample for both systems: paired)."""
+    (na, da), (nb, db) = a, b
+    n = len(na)
+    diff = 100 * (na.sum() / max(da.sum(), 1e-12) - nb.sum() / max(db.sum(), 1e-12))
+    rng = np.random.default_rng(seed)
+    d = np.empty(n_resamples)
+    for s in range(0, n_resamples, 100):  # in blocks: 100 x n indices at a time
+        idx = rng.integers(0, n, size=(min(100, n_resamples - s), n))
+        d[s:s + len(idx)] = 100 * (na[idx].sum(1) / np.maximum(da[idx].sum(1), 1e-12)
+                                   - nb[idx].sum(1) / np.maximum(db[idx].sum(1), 1e-12))
+    lo, hi = np.percentile(d, [50 * (1 - level), 100 - 50 * (1 - level)])
+    return {"diff": round(float(diff), 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4),
+            "verdict": "win" if lo > 0 else "loss" if hi < 0 else "tie"}
 
 
 def recall_at_k(scores: sp.csr_matrix, Y_true: sp.csr_matrix, ks=(10, 50, 100, 200, 300),

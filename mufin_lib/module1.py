@@ -58,7 +58,8 @@ class Module1Params:
     grad_clip: float = ranged(1.0, 0, lo_open=True)
     positives: str = choice("hardest", "random")  # hardest | random (the "no +ve" ablation)
     negatives: str = choice("hardest", "random")  # hardest | random (with random positives: "no +ve,-ve")
-    val_fraction: float = ranged(0.1, 0, 1, hi_open=True)
+    val_fraction: float = ranged(0.15, 0, 1, hi_open=True)  # validation carved from train: this share ...
+    val_max: int = ranged(2000, 0)  # ... but at most this many points (0: no cap)
     keep_top_k: int = ranged(15, 1)
     modalities: str = choice("text+image", "text", "image")  # text | image | text+image
     D: int = ranged(192, 1)  # working width of the model (authors' code: 192)
@@ -66,8 +67,13 @@ class Module1Params:
     encoder_lr: float = ranged(2e-5, 0)  # learning rate of the encoders when fine-tuned
     text_encoder: str = "all-MiniLM-L6-v2"
     image_encoder: str = "efficientnet-lite0"  # "": text only
-    compare_text_only: bool = True  # stage 02 also trains a text-only model with the same settings
+    compare_modalities: str = "text"  # stage 02 also trains these twins with the same settings: "", text, image, text,image
     seed: int = 0
+
+
+def carve(ds: XCDataset, params: Module1Params) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) of train, as stage 02 carves them (later stages read them through the run)."""
+    return carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed, params.val_max)
 
 
 # ---- loss -------------------------------------------------------------------------------------------
@@ -169,7 +175,7 @@ def train(ds: XCDataset, emb: Embeddings | None, out_dir: str | Path, params: Mo
         groups = [{"params": list(model.mufin.parameters()), "lr": params.lr},
                   {"params": model.encoder_parameters(), "lr": params.encoder_lr}]
     model = model.to(dev)
-    fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed)
+    fit, val = carve(ds, params)
     val_filt = validation_filter(ds, fit, val)
     Y = sp.csr_matrix(ds.Y["train"] > 0)
     p_rows = table.rows_of(ds.uids["train"])
@@ -262,30 +268,44 @@ def load_model(out_dir: str | Path, ds: XCDataset | None = None):
     return m.eval()
 
 
+def module1_scores(model, ds: XCDataset, emb: Embeddings | None, split: str, params: Module1Params,
+                   k: int = 5) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """(scores, truth, filter) of a split ('val', carved from train, or 'test') by exact nearest labels by
+    <x^1, z_l^1>: the top k plus room for the filtered labels of each point."""
+    table = bag_source(model, ds, emb, params)
+    Z = embed_rows(model, table, table.rows_of(ds.uids["label"]))
+    if split == "val":
+        fit, val = carve(ds, params)
+        uids, Y, filt = [ds.uids["train"][i] for i in val], ds.Y["train"][val], validation_filter(ds, fit, val)
+    else:
+        uids, Y, filt = ds.uids[split], ds.Y[split], ds.filters[split]
+    extra = int(np.bincount(filt[:, 0]).max()) if len(filt) else 0
+    S, I = exact_search(embed_rows(model, table, table.rows_of(uids)), Z, k + extra)
+    return topk_to_csr(I, S, Z.shape[0]), Y, filt
+
+
 def evaluate_model(model, ds: XCDataset, emb: Embeddings | None, split: str, params: Module1Params,
                    inv_p: np.ndarray | None = None) -> dict:
     """P@k etc. of exact nearest labels by <x^1, z_l^1> on 'val' (carved from train) or 'test'."""
-    table = bag_source(model, ds, emb, params)
-    Z = embed_rows(model, table, table.rows_of(ds.uids["label"]))
     inv_p = inv_propensity(ds.Y["train"]) if inv_p is None else inv_p
-    if split == "val":
-        fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed)
-        rows = table.rows_of([ds.uids["train"][i] for i in val])
-        return evaluate_embeddings(embed_rows(model, table, rows), Z, ds.Y["train"][val],
-                                   validation_filter(ds, fit, val), inv_p)
-    rows = table.rows_of(ds.uids[split])
-    return evaluate_embeddings(embed_rows(model, table, rows), Z, ds.Y[split], ds.filters[split], inv_p)
+    scores, Y, filt = module1_scores(model, ds, emb, split, params)
+    return evaluate(scores, Y, inv_p, filt)
 
 
 # ---- stage 02 ---------------------------------------------------------------------------------------
 
 def variants(params: Module1Params) -> dict[str, Module1Params]:
-    """The models stage 02 trains: text+image (the run's Module I; text alone without an image encoder) and,
-    with compare_text_only, a text-only twin under module1/variant_text/."""
-    out = {"text+image": replace(params, modalities="text+image")} if params.image_encoder else {}
-    if params.compare_text_only or not params.image_encoder:
-        out["text"] = replace(params, modalities="text")
-    return out
+    """The models stage 02 trains: first the run's Module I (its `modalities`; text alone without an image encoder),
+    then each twin of `compare_modalities` under module1/variant_<modalities>/ (twins that need images are left out
+    without an image encoder)."""
+    main = params.modalities if params.image_encoder else "text"
+    twins = [m.strip() for m in params.compare_modalities.split(",") if m.strip()]
+    for m in twins:
+        if m not in ("text", "image", "text+image"):
+            raise ValueError(f"compare_modalities '{params.compare_modalities}': expected a comma-separated list of "
+                             "text, image, text+image")
+    names = [main] + [m for m in twins if m != main and (params.image_encoder or m == "text")]
+    return {m: replace(params, modalities=m) for m in dict.fromkeys(names)}
 
 
 def variant_dir(stage: Path, name: str, params: Module1Params) -> Path:
@@ -331,9 +351,10 @@ def train_stage(run, params: Module1Params, progress: bool = True) -> Module1Res
                "results": table.to_dict("records"), "history": histories,
                "module1_minus_frozen_P@1": round(test.loc[f"Module I ({main})", "P@1"]
                                                  - test.loc[f"frozen encoders ({main})", "P@1"], 4)}
-    if {"text", "text+image"} <= set(histories):
-        summary["text+image_minus_text_P@1"] = round(test.loc["Module I (text+image)", "P@1"]
-                                                     - test.loc["Module I (text)", "P@1"], 4)
+    for twin in ("text", "image"):
+        if {twin, "text+image"} <= set(histories):
+            summary[f"text+image_minus_{twin}_P@1"] = round(test.loc["Module I (text+image)", "P@1"]
+                                                            - test.loc[f"Module I ({twin})", "P@1"], 4)
     return Module1Result(table, histories, timing, summary)
 
 

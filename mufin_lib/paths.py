@@ -18,6 +18,7 @@ CACHE_DIR = Path(os.environ.get("MUFIN_CACHE_DIR", PROJECT_ROOT / "cache")).reso
 # ../shared beside the checkout holds the real Amazon samples and the paper's tables.
 SHARED_DIR = Path(os.environ.get("MUFIN_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
 AMAZON2018_DIR = SHARED_DIR / "data" / "amazon2018"
+HM_DIR = SHARED_DIR / "data" / "hm"
 PAPER_TABLES_DIR = SHARED_DIR / "paper_tables"
 
 

@@ -144,3 +144,23 @@ def throughput_bars(results: list[dict], label_keys: tuple[str, ...], value: str
     ax.set_xlabel(value)
     ax.set_title(title)
     return fig
+
+
+def intervals_vs_reference(table, metrics=("P@1", "PSP@5"), title: str = ""):
+    """Each row's difference to the reference (MUFIN) with its 95% paired-bootstrap interval, one panel per metric:
+    right of zero the row beats MUFIN, left of it MUFIN wins; an interval across zero is a tie."""
+    t = table.dropna(subset=[f"{metrics[0]} - MUFIN"]).iloc[::-1]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 0.35 * len(t) + 1.2), sharey=True)
+    for ax, m in zip(np.atleast_1d(axes), metrics):
+        y = np.arange(len(t))
+        d, lo, hi = t[f"{m} - MUFIN"].to_numpy(), t[f"{m} 95% lo"].to_numpy(), t[f"{m} 95% hi"].to_numpy()
+        colors = ["tab:green" if v == "win" else "tab:red" if v == "loss" else "grey" for v in t[f"{m} vs MUFIN"]]
+        ax.hlines(y, lo, hi, colors=colors)
+        ax.scatter(d, y, c=colors, zorder=3, s=14)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel(f"{m}: row - MUFIN (points of %)")
+        ax.grid(alpha=0.3, axis="x")
+    np.atleast_1d(axes)[0].set_yticks(np.arange(len(t)), [textwrap.fill(s, 40) for s in t["method"]], fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .bags import embed_rows, to_device
 from .config import choice, ranged
 from .data.xc import own_label
+from .artifacts import filter_rows
 from .fusion import score_shortlists, tune_alpha
 from .model import MufinEncoder, identity_attention, masked_mean
 from .paths import atomic_path, atomic_write
@@ -327,24 +328,18 @@ def train_stage(run, params: RankerParams, out: str | Path | None = None, progre
     point_rows = run.bags.rows_of(ds.uids["train"])
     validate = None
     if len(val) and (params.select_epoch or params.patience):
-        v = run.split("val")
-        pick = np.arange(len(val))
-        if params.val_points < len(val):  # a fixed, seeded subset keeps the per-epoch check cheap
-            pick = np.sort(np.random.default_rng(params.seed).choice(len(val), params.val_points, replace=False))
-        validate = Validation(run.module1, run.bags, point_rows[val][pick], run.label_rows, short_train[val][pick],
-                              v.Y[pick], _filter_rows(v.filter, pick), run.inv_propensity())
+        # the epoch is chosen on one half of validation, alpha (stage 06) on the other
+        v, half = run.split("val-epoch"), val[run.val_halves["val-epoch"]]
+        pick = np.arange(len(half))
+        if params.val_points < len(half):  # a fixed, seeded subset keeps the per-epoch check cheap
+            pick = np.sort(np.random.default_rng(params.seed).choice(len(half), params.val_points, replace=False))
+        validate = Validation(run.module1, run.bags, point_rows[half][pick], run.label_rows, short_train[half][pick],
+                              v.Y[pick], filter_rows(v.filter, pick), run.inv_propensity())
     out = Path(out) if out else run.stage("module4")
     discard_stale_checkpoints(out, params)
     ranker = build_ranker(run.module1, ds.num_labels, params)
     return train_ranker(ranker, run.bags, Y_fit, point_rows, run.label_rows, short_train, own_label(ds, "train"),
                         out, params, progress=progress, validate=validate)
-
-
-def _filter_rows(filt: np.ndarray, pick: np.ndarray) -> np.ndarray:
-    """The filter pairs of the rows `pick` (sorted), renumbered 0..len(pick)-1."""
-    pos = {int(r): i for i, r in enumerate(pick)}
-    kept = [(pos[int(r)], int(c)) for r, c in filt if int(r) in pos]
-    return np.asarray(kept, np.int64).reshape(-1, 2)
 
 
 def main(argv=None) -> int:

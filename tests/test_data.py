@@ -5,6 +5,7 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from mufin_lib.data.amazon import MalformedRecord, clean_title, iter_products
 from mufin_lib.data.curate import CurateParams, curate_amazon, curate_to_dir
-from mufin_lib.data.images import Downloader, ImageStore, build_img_bin_from_urls, encode_b64, thumbnail, write_img_bin
+from mufin_lib.data.images import Downloader, ImageStore, build_img_bin, encode_b64, thumbnail, write_img_bin
 from mufin_lib.data.xc import XCDataset, XCFormatError, carve_validation, read_xc, write_xc
 
 # The README of ../shared/data/amazon2018 (raw titles: every asin with a non-empty title is a label).
@@ -249,7 +250,7 @@ def test_img_bin_from_urls_against_a_local_server(tmp_path):
                          "c": [f"{base}/text.jpg", f"{base}/good2.jpg"]}
         write_xc(ds, tmp_path)
         dl = Downloader(tmp_path / "cache", timeout=0.5, retries=1, backoff=0.01, workers=4)
-        rep = build_img_bin_from_urls(tmp_path, dl)
+        rep = build_img_bin(tmp_path, dl)
         assert rep["failures"] == {f"{base}/slow.jpg": "timeout", f"{base}/missing.jpg": "http_404",
                                    f"{base}/text.jpg": "not_an_image"}
         assert rep["written"] == {"train": 1, "test": 1, "label": 2}
@@ -258,7 +259,7 @@ def test_img_bin_from_urls_against_a_local_server(tmp_path):
         assert store.get("a")[0].size == (128, 128)
         # resumable: a second build fetches nothing that is cached
         dl2 = Downloader(tmp_path / "cache", timeout=0.5, retries=0, workers=4)
-        rep2 = build_img_bin_from_urls(tmp_path, dl2)
+        rep2 = build_img_bin(tmp_path, dl2)
         assert rep2["outcomes"]["cached"] == 2 and "downloaded" not in rep2["outcomes"]
     finally:
         srv.shutdown()
@@ -282,3 +283,60 @@ def test_prepare_amazon_json_names_the_real_data(amazon_dir, tmp_path):
                               tmp_path / "dataset")
     assert info["data_label"] == "Amazon Appliances" and not info["synthetic"]
     assert info["stats"]["L"] == 100 and json.loads((tmp_path / "dataset" / "dataset.json").read_text())["data_label"] == info["data_label"]
+
+
+def test_carve_validation_caps_the_points_and_halves_are_disjoint():
+    from mufin_lib.data.xc import validation_halves
+
+    fit, val = carve_validation(20000, 0.15, 0, max_points=2000)
+    assert len(val) == 2000 and len(fit) == 18000  # 15% would be 3,000
+    assert len(carve_validation(1000, 0.15, 0, max_points=2000)[1]) == 150  # below the cap: the share
+    a, b = validation_halves(len(val), 0)
+    assert not set(a) & set(b) and len(a) + len(b) == len(val) and abs(len(a) - len(b)) <= 1
+
+
+def test_local_images_relative_file_url_missing_and_unreadable_all_accounted(tmp_path):
+    """Curation reads local image files (a path relative to the metadata file's folder, and file://), writes them
+    to img.bin as downloaded ones, and counts a missing or unreadable file as a skip with its reason."""
+    from mufin_lib.data.prepare import DataParams, prepare_dataset
+
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    _img((200, 10, 10)).save(src / "images" / "a.jpg")
+    _img((10, 200, 10)).save(tmp_path / "b.png")
+    (src / "images" / "d.jpg").write_text("not a jpeg")
+    recs = [{"asin": "a", "title": "red top", "image": ["images/a.jpg"], "also_buy": ["b", "c"]},
+            {"asin": "b", "title": "green skirt", "image": [f"file://{tmp_path / 'b.png'}"], "also_buy": ["a"]},
+            {"asin": "c", "title": "blue socks", "image": ["images/missing.jpg"], "also_buy": ["a", "d"]},
+            {"asin": "d", "title": "black shoes", "image": ["images/d.jpg"], "also_buy": ["c"]}]
+    meta = src / "meta.json"
+    meta.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    stage = tmp_path / "stage"
+    ds, info = prepare_dataset(DataParams(source="amazon-json", input_path=str(meta), test_fraction=0.5), stage)
+    imgs = info["curation_report"]["images"]
+    assert imgs["references"] == 4 and imgs["local"] == 4
+    assert imgs["outcomes"] == {"read_local": 2, "missing_file": 1, "not_an_image": 1}
+    assert imgs["failures_by_reason"] == {"missing_file": 1, "not_an_image": 1}
+    assert imgs["written"]["label"] == 2
+    store = ImageStore.from_dir(ds.root)
+    assert store.count("a") == 1 and store.count("b") == 1 and "c" not in store and "d" not in store
+    assert store.get("a")[0].getpixel((64, 64))[0] > 150  # the red image, thumbnailed
+    assert info["stats"]["products_without_image"] == 2
+
+
+def test_hm_curation_matches_its_readme(tmp_path):
+    """The real H&M set (../shared/data/hm): every record kept, every also_buy pair inside the catalogue, as its
+    README says; images are checked on a slice (the full build is stage 01's job and its report's)."""
+    from tests.conftest import need_shared
+
+    from mufin_lib.paths import HM_DIR
+
+    meta = need_shared(HM_DIR) / "meta_HM.json.gz"
+    ds, rep = curate_amazon([meta])
+    assert rep.input_lines == 11800 and rep.kept_labels == 11800 and rep.kept_points == 11508
+    assert rep.also_buy_targets == {"in_catalogue": 61186}
+    assert sum(rep.dropped.values()) == 0
+    # image references were made absolute from the metadata file's folder, and each file is there
+    refs = [r for lst in ds.image_urls.values() for r in lst]
+    assert len(refs) == 11800 and all(r.startswith(str(HM_DIR.resolve())) for r in refs)
+    assert all(Path(r).is_file() for r in refs[:200])

@@ -162,3 +162,39 @@ def test_training_curves_mark_the_kept_epoch():
     assert [list(l.get_ydata()) for l in right.lines[:2]] == [[10.0, 12.0, 11.0], [11.0, 13.0, 12.0]]
     kept = [l for l in right.lines if "kept" in l.get_label()]
     assert len(kept) == 1 and list(kept[0].get_xdata()) == [2, 2]
+
+
+def test_paired_bootstrap_verdicts_and_exact_difference():
+    """The difference is the metric's own (from per-point parts); a system that is better on most points wins, the
+    same system ties itself with a zero-width interval, and a reversed pair loses."""
+    from mufin_lib.metrics import evaluate, paired_bootstrap, point_parts
+
+    rng = np.random.default_rng(0)
+    n, L = 400, 50
+    Y = sp.csr_matrix((rng.random((n, L)) < 0.05).astype(np.float32))
+    Y[np.arange(n), rng.integers(0, L, n)] = 1
+    good = sp.csr_matrix(Y.toarray() * 2 + rng.random((n, L)))  # positives first, mostly
+    bad = sp.csr_matrix(rng.random((n, L)))
+    inv_p = inv_propensity(Y)
+    for m in ("P@1", "PSP@5"):
+        g, b = point_parts(good, Y, inv_p, None, m), point_parts(bad, Y, inv_p, None, m)
+        r = paired_bootstrap(g, b, 300, seed=1)
+        exact = evaluate(good, Y, inv_p)[m] - evaluate(bad, Y, inv_p)[m]
+        assert abs(r["diff"] - exact) < 1e-3 and r["verdict"] == "win" and r["lo"] > 0
+        assert paired_bootstrap(b, g, 300, seed=1)["verdict"] == "loss"
+        same = paired_bootstrap(g, g, 300)
+        assert same["diff"] == same["lo"] == same["hi"] == 0 and same["verdict"] == "tie"
+
+
+def test_peer_scorers_popularity_and_train_point_votes():
+    from mufin_lib.peers import popularity_scores, train_knn_scores
+
+    Y_fit = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 0, 1, 0], [0, 1, 1, 1]], np.float32))
+    P = popularity_scores(Y_fit, 2, 2).toarray()
+    assert (P[0] == P[1]).all() and P[0, 2] > P[0, 0] > 0 and P[0, 1] == 0 == P[0, 3]  # label 2 (3 buyers) first
+    K = np.eye(3, dtype=np.float32)  # three training points, orthogonal
+    Q = np.array([[1, 0, 0], [0, 0.6, 0.8]], np.float32)
+    V = train_knn_scores(Q, K, Y_fit, 2).toarray()
+    assert V[0, 0] > 0.99 and V[0, 1] < 0.01  # the nearest point's labels
+    assert abs(V[1, 2] - 1.4) < 1e-4  # 0.8 (point 2) + 0.6 (point 1) on the label both have
+    assert abs(V[1, 1] - 0.8) < 1e-4 and abs(V[1, 3] - 0.8) < 1e-4 and V[1, 0] == 0  # point 0 is not a neighbour

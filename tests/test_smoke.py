@@ -101,6 +101,36 @@ def test_stage06_alpha_is_the_best_on_validation_and_saved_with_the_run(smoke_ru
         assert (run_dir / "evaluate" / f"table2_main.{ext}").stat().st_size > 0
 
 
+def test_stage07_peers_beside_mufin_with_intervals(smoke_run):
+    """Stage 07's rows agree with the stages that made them (MUFIN's rows with stage 06, the frozen label kNN with
+    stage 01's check), every peer that ran has metrics and an interval around its difference to MUFIN, and the
+    verdict follows from the interval."""
+    run_dir, _ = smoke_run
+    m = metrics(run_dir, "peers")
+    rows = {r["method"]: r for r in m["results"]}
+    ev = {r["method"]: r for r in metrics(run_dir, "evaluate")["results"]}
+    mufin = rows[m["reference"]]
+    for name in ("MUFIN-(alpha=1)", "Module IV only (alpha=0)", m["reference"]):
+        for k in ("P@1", "P@5", "PSP@5"):
+            assert rows[name][k] == pytest.approx(ev[name][k], abs=1e-3), (name, k)
+    assert rows["Module I (text+image)"]["P@1"] == pytest.approx(ev["Module I only (exact NN)"]["P@1"], abs=1e-3)
+    frozen = {r["modality"]: r for r in metrics(run_dir, "dataset")["frozen_encoders"]}
+    for mod in ("text", "image", "text+image"):
+        assert rows[f"label kNN, frozen ({mod})"]["P@1"] == pytest.approx(frozen[mod]["P@1"], abs=1e-3)
+    ran = [r for r in m["results"] if r["family"] == "peer" and r["P@1"] is not None]
+    assert len(ran) >= 9  # popularity, PLT x2, label kNN x3, train-point kNN x3 (+ PECOS where installed)
+    for r in ran + [rows["Module IV only (alpha=0)"]]:
+        for k in ("P@1", "PSP@5"):
+            assert r[f"{k} 95% lo"] <= r[f"{k} - MUFIN"] <= r[f"{k} 95% hi"]
+            assert r[f"{k} - MUFIN"] == pytest.approx(r[k] - mufin[k], abs=1e-3)
+            want = "win" if r[f"{k} 95% lo"] > 0 else "loss" if r[f"{k} 95% hi"] < 0 else "tie"
+            assert r[f"{k} vs MUFIN"] == want
+    assert rows["popularity"]["P@1"] < mufin["P@1"]  # on the synthetic catalogue a constant list is far behind
+    for ext in ("csv", "md", "tex"):
+        assert (run_dir / "peers" / f"table_peers.{ext}").stat().st_size > 0
+    assert (run_dir / "peers" / "fig_peers_intervals.png").stat().st_size > 0
+
+
 def test_torchrun_entries_get_the_notebooks_parameters(smoke_run):
     """What a torchrun entry trains with = the run's recorded parameters of that notebook, then -p through the
     runner's parser (NN.key addresses one notebook)."""

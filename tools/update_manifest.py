@@ -5,7 +5,7 @@ from dataclasses import asdict
 from mufin_lib.data.manifest import describe_files, write_manifest
 from mufin_lib.data.prepare import get_synthetic
 from mufin_lib.data.synthetic import GENERATOR_VERSION, SyntheticParams
-from mufin_lib.paths import AMAZON2018_DIR
+from mufin_lib.paths import AMAZON2018_DIR, HM_DIR
 
 for size in ("smoke", "default"):
     p = SyntheticParams.for_size(size)
@@ -31,5 +31,19 @@ write_manifest("amazon2018-samples", {
               "come from the Amazon Review Data (2018) release (Ni, Li and McAuley, EMNLP 2019).",
     "location": "shared:data/amazon2018",
     "files": [f for f in describe_files(AMAZON2018_DIR) if f["path"].endswith(".json.gz")],
+})
+write_manifest("hm", {
+    "name": "hm",
+    "description": "Real multimodal co-purchase data: 11,800 H&M articles with title, photo and the articles most often "
+                   "bought by the same customers (61,186 pairs), in the Amazon 2018 metadata schema (presets hm, "
+                   "hm-text, hm-image).",
+    "synthetic": False,
+    "obtain": "Shipped beside the project in ../shared/data/hm (its README says what and how many). Origin: a public "
+              "sample of the H&M Personalized Fashion Recommendations competition data (H&M Group, 2022; Kaggle, "
+              "competition terms: research and non-commercial use) as kept in github hungle45/PSE-Recommendor-System "
+              "(commit a8979e10). The 11,800 photos under images/ are checked by the curation (every one read or "
+              "counted as a skip with its reason), not listed here one by one.",
+    "location": "shared:data/hm",
+    "files": [f for f in describe_files(HM_DIR) if "/" not in f["path"]],
 })
 print("manifests written")

@@ -34,6 +34,8 @@ class Product:
     image_refs: list[str] = field(default_factory=list)  # image URLs or paths, as given
     also_buy: list[str] = field(default_factory=list)
     category: str = ""  # top-level category (the paper's Table 6 rows)
+    categories: list[str] = field(default_factory=list)  # the whole category path, top level first
+    description: str = ""
     line_no: int = 0
     images: list = field(default_factory=list)  # decoded images (PIL), once read
     image_problems: list = field(default_factory=list)  # why an image of image_refs could not be read
@@ -113,6 +115,12 @@ def _first_category(v) -> str:
     return html.unescape(cats).strip() if isinstance(cats, str) else ""
 
 
+def _category_path(v) -> list[str]:
+    while isinstance(v, list) and v and isinstance(v[0], list):
+        v = v[0]
+    return [html.unescape(str(c)).strip() for c in v] if isinstance(v, list) else ([v.strip()] if isinstance(v, str) else [])
+
+
 def parse_record(obj: dict, path, line_no: int, clean: bool = True) -> Product:
     if not isinstance(obj, dict):
         raise MalformedRecord(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
@@ -126,13 +134,17 @@ def parse_record(obj: dict, path, line_no: int, clean: bool = True) -> Product:
             raise MalformedRecord(path, line_no, f"related: expected an object, got {type(related).__name__}")
         also = _as_list(related.get("also_bought"), "related.also_bought", path, line_no)
         category = _first_category(obj.get("categories"))
+        path_cats = _category_path(obj.get("categories"))
+        description = ""
     else:
         images = []
         for key in ("image", "imageURL", "imageURLHighRes"):
             images = images or _as_list(obj.get(key), key, path, line_no)
         also = _as_list(obj.get("also_buy"), "also_buy", path, line_no)
         category = _first_category(obj.get("category")) or _first_category(obj.get("main_cat"))
-    return Product(asin, title, images, also, category, line_no)
+        path_cats = _category_path(obj.get("category"))
+        description = " ".join(clean_title(d) for d in _as_list(obj.get("description"), "description", path, line_no))
+    return Product(asin, title, images, also, category, path_cats, description.strip(), line_no)
 
 
 def iter_products(path: str | Path, clean: bool = True, strict: bool = False,

@@ -27,6 +27,29 @@ class CurateParams:
     seed: int = 0
     clean_titles: bool = True
     strict: bool = False  # raise on the first malformed line instead of counting it
+    text_from: str = "title"  # the paper: title; also title+category | title+description (a named option)
+
+
+TEXT_FROM = ("title", "title+category", "title+description")
+
+
+def product_text(p, text_from: str) -> str:
+    """The text a product is known by: its title (the paper), optionally followed by its category path or its
+    description."""
+    if text_from == "title":
+        return p.title
+    if text_from == "title+category":
+        return " ".join([p.title, *[c for c in p.categories if c]]).strip()
+    if text_from == "title+description":
+        return f"{p.title} {p.description}".strip()
+    raise ValueError(f"text_from '{text_from}': expected one of {', '.join(TEXT_FROM)}")
+
+
+def absolute_refs(refs: list[str], base: Path) -> list[str]:
+    """Image references as curation stores them: URLs as given, local paths absolute (a relative path is taken
+    from the folder of the metadata file that names it, so the dataset can be read from anywhere)."""
+    from .images import is_url, local_image_path
+    return [r if is_url(r) else str(local_image_path(r, base).resolve()) for r in refs]
 
 
 @dataclass
@@ -56,6 +79,8 @@ class CurationReport:
 
 def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()) -> tuple[XCDataset, CurationReport]:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if params.text_from not in TEXT_FROM:
+        raise ValueError(f"text_from '{params.text_from}': expected one of {', '.join(TEXT_FROM)}")
     asins, titles, urls, also, cats = [], [], [], [], []
     index: dict[str, int] = {}
     seen: set[str] = set()
@@ -80,7 +105,8 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
                 dropped["no_title_no_image"] += 1
                 continue
             index[p.uid] = len(asins)
-            asins.append(p.uid); titles.append(p.title); urls.append(p.image_refs); also.append(p.also_buy)
+            asins.append(p.uid); titles.append(product_text(p, params.text_from)); also.append(p.also_buy)
+            urls.append(absolute_refs(p.image_refs, path.parent))
             cats.append(p.category)
         for line_no, why in errs:
             if why.startswith(TRUNCATED):

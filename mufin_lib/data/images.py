@@ -273,19 +273,56 @@ def _looks_offline(reason) -> bool:
     return isinstance(reason, (socket.gaierror, ConnectionRefusedError, ConnectionResetError, OSError))
 
 
-def build_img_bin_from_urls(root: str | Path, downloader: Downloader | None = None, keep_top_k: int = 15,
-                            splits=("train", "test", "label")) -> dict:
-    """Build images/{split}.img.bin for an XC dataset directory from its img.urls.txt. Returns a report
-    (counts by outcome, failures by URL) that is also written to images/build_report.json."""
+def is_url(ref: str) -> bool:
+    return ref.startswith(("http://", "https://"))
+
+
+def local_image_path(ref: str, base: str | Path) -> Path:
+    """A local image reference as a path: `file://...`, an absolute path, or a path relative to `base` (the folder of
+    the metadata file that names it)."""
+    if ref.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+        return Path(unquote(urlparse(ref).path))
+    p = Path(ref)
+    return p if p.is_absolute() else Path(base) / p
+
+
+def _read_local(path: Path) -> tuple[Path | None, str]:
+    if not path.is_file():
+        return None, "missing_file"
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None, "not_an_image"
+    return path, "read_local"
+
+
+def build_img_bin(root: str | Path, downloader: Downloader | None = None, keep_top_k: int = 15,
+                  splits=("train", "test", "label")) -> dict:
+    """Build images/{split}.img.bin for an XC dataset directory from its img.urls.txt, whose references are URLs
+    (downloaded into the cache) or local files (absolute, or `file://`; curation makes relative paths absolute).
+    Every reference is accounted for: read, or a failure with its reason (missing_file, not_an_image, http_404,
+    timeout, offline, ...). The report is returned and written to images/build_report.json."""
     from .xc import _read_raw, read_urls
 
     root = Path(root)
     urls = read_urls(root / "img.urls.txt")
-    downloader = downloader or Downloader()
     wanted = sorted({u for lst in urls.values() for u in lst[:keep_top_k]})
-    results = downloader.fetch_all(wanted)
+    remote = [u for u in wanted if is_url(u)]
+    results: dict[str, tuple[Path | None, str]] = {}
+    outcomes = Counter()
+    if remote:
+        downloader = downloader or Downloader()
+        results.update(downloader.fetch_all(remote))
+        outcomes.update(downloader.stats)
+    for u in tqdm([u for u in wanted if not is_url(u)], desc="local images", unit=" file", mininterval=2):
+        results[u] = _read_local(local_image_path(u, root))
+        outcomes[results[u][1]] += 1
     failures = {u: why for u, (p, why) in results.items() if p is None}
-    report = {"urls": len(wanted), "outcomes": dict(downloader.stats), "failures": failures, "written": {}}
+    report = {"references": len(wanted), "remote": len(remote), "local": len(wanted) - len(remote),
+              "beyond_top_k": sum(max(len(lst) - keep_top_k, 0) for lst in urls.values()),
+              "outcomes": dict(outcomes), "failures": failures, "written": {}}
     for split in splits:
         uids, _ = _read_raw(root / "raw_data" / f"{split}.raw.txt")
 
@@ -298,10 +335,12 @@ def build_img_bin_from_urls(root: str | Path, downloader: Downloader | None = No
                     try:
                         with Image.open(p) as im:
                             yield uid, thumbnail(im)
-                    except Exception:
-                        failures[u] = "not_an_image"
+                    except Exception as e:  # verified, yet it fails to decode in full (a truncated JPEG)
+                        failures[u] = f"not_an_image ({type(e).__name__})"
         report["written"][split] = write_img_bin(root / "images" / f"{split}.img.bin", items())
     report["failed"] = len(failures)
+    report["failures_by_reason"] = dict(Counter(why.split(" ")[0] for why in failures.values()))
     with atomic_write(root / "images" / "build_report.json") as f:
         json.dump(report, f, indent=2)
     return report
+

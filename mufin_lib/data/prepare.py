@@ -12,7 +12,7 @@ import numpy as np
 from ..paths import CACHE_DIR, atomic_write, resolve
 from ..config import choice, ranged
 from .curate import CurateParams, curate_to_dir
-from .images import ImageStore
+from .images import ImageStore, build_img_bin
 from .synthetic import GENERATOR_VERSION, SIZES, SyntheticParams, generate
 from .xc import XCDataset, read_xc
 
@@ -28,9 +28,11 @@ class DataParams:
     seed: int = 0
     test_fraction: float = ranged(0.3, 0, 1, lo_open=True, hi_open=True)
     clean_titles: bool = True  # HTML entities and markup out of titles
+    text_from: str = choice("title", "title+category", "title+description")  # amazon-json: the paper uses titles
     frozen_check: bool = True  # stage 01 also reports P@k of the frozen pretrained encoders, per modality
     text_encoder: str = "all-MiniLM-L6-v2"  # the encoders whose outputs stage 01 caches
     image_encoder: str = "efficientnet-lite0"  # "": text only (no images are read)
+    name: str = ""  # how tables name the data ("": from the source, e.g. "Amazon Gift_Cards")
 
     @property
     def with_images(self) -> bool:
@@ -90,8 +92,13 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
         root = stage / "xc"
         # "Amazon Gift_Cards" from meta_Gift_Cards.json.gz: tables then say which real data they are on
         label = "Amazon " + "+".join(f.name.split(".")[0].removeprefix("meta_") for f in files)
-        _, rep = curate_to_dir(files, root, CurateParams(params.test_fraction, params.seed, params.clean_titles))
+        _, rep = curate_to_dir(files, root, CurateParams(params.test_fraction, params.seed, params.clean_titles,
+                                                          text_from=params.text_from))
         report = rep.__dict__
+        if params.with_images:  # local files are read, URLs downloaded (resumable; offline: counted, not fatal)
+            build = build_img_bin(root)
+            report["images"] = {k: build[k] for k in ("references", "local", "remote", "beyond_top_k", "outcomes",
+                                                      "failures_by_reason", "failed", "written")}
     else:
         if not params.input_path:
             raise ValueError("source 'xc-dir' needs input_path= a directory in the XC layout (e.g. MM-AmazonTitles-300K)")
@@ -107,7 +114,7 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
     synthetic = (root / "synthetic.json").exists()
     # root: the dataset in the XC layout that every later stage reads; input_path: what the user pointed at
     info = {"source": params.source, "root": str(root), "input_path": params.input_path, "synthetic": synthetic,
-            "data_label": "synthetic" if synthetic else (label or root.name), "params": asdict(params),
+            "data_label": "synthetic" if synthetic else (params.name or label or root.name), "params": asdict(params),
             "stats": stats, "curation_report": report, "image_read_report": store.report.as_dict()}
     with atomic_write(stage / "dataset.json") as f:
         json.dump(info, f, indent=2)

@@ -183,12 +183,22 @@ def write_xc(ds: XCDataset, root: str | Path) -> None:
                 f.write(f"{uid}\t{u}\n")
 
 
-def carve_validation(n_train: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit rows, validation rows) of train, deterministic in (n_train, fraction, seed)."""
+def carve_validation(n_train: int, fraction: float, seed: int, max_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) of train: `fraction` of train, at most `max_points` (0: no cap); deterministic in
+    (n_train, fraction, seed, max_points)."""
     rng = np.random.default_rng([seed, 7])
     perm = rng.permutation(n_train)
     n_val = int(round(n_train * fraction))
+    if max_points:
+        n_val = min(n_val, max_points)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def validation_halves(n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of the validation rows (positions 0..n_val-1): the first chooses Module IV's epoch, the
+    second alpha, so that neither choice is made on the points that made the other."""
+    perm = np.random.default_rng([seed, 11]).permutation(n_val)
+    return np.sort(perm[: n_val // 2]), np.sort(perm[n_val // 2:])
 
 
 def own_label(ds: "XCDataset", split: str) -> np.ndarray:
