@@ -167,6 +167,23 @@ class Run:
         from .retrieval import LabelIndex
         return LabelIndex.load(self._need("module2", "index", "index.json").parent)
 
+    def train_votes(self, neighbours: int):
+        """Module III's training-point votes (retrieval.TrainVotes): the fit points' Module I embeddings."""
+        from .bags import embed_rows
+        from .retrieval import TrainVotes
+        if getattr(self, "_votes", None) is None or self._votes.neighbours != neighbours:
+            fit = self.carve[0]
+            keys = embed_rows(self.module1, self.bags, self.bags.rows_of([self.dataset.uids["train"][i] for i in fit]))
+            self._votes = TrainVotes(keys, self.dataset.Y["train"][fit], neighbours)
+        return self._votes
+
+    @cached_property
+    def shortlist_params(self):
+        """How stage 04 made the shortlists (module3/shortlist.json; the index alone for runs made before it)."""
+        from .retrieval import RetrievalParams
+        f = self.dir / "module3" / "shortlist.json"
+        return RetrievalParams(**json.loads(f.read_text())) if f.exists() else RetrievalParams()
+
     def shortlists(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(scores, labels) of a split's shortlists, checked against the split's points."""
         from .retrieval import load_shortlist

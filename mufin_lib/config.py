@@ -115,6 +115,11 @@ def coerce(name: str, default: Any, value: Any, origin: str) -> Any:
             raise err
         return value
     if want is float:
+        if isinstance(value, str):  # YAML 1.1 reads 5e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise err from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise err
         return float(value)

@@ -29,7 +29,10 @@ class EvaluateParams:
     alpha_metric: str = choice("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5")  # the validation metric that picks alpha
     propensity_A: float = ranged(0.6, 0, lo_open=True)
     propensity_B: float = ranged(2.6, 0)
-    timing_points: int = ranged(50, 1)  # products encoded from raw title and images to time prediction
+    # kit option (the paper's future work, popularity-aware scoring): one alpha per bin of label training frequency,
+    # tuned on validation from the global alpha, one bin at a time; "" keeps one alpha for every label (the paper)
+    frequency_bins: str = ""  # bin edges in training points per label, e.g. "2,5,20": bins 0-1, 2-4, 5-19, 20+
+    timing_points: int = ranged(50, 0)  # products encoded from raw title and images to time prediction (0: no timing)
     seed: int = 0
 
 
@@ -73,8 +76,11 @@ def score_shortlists(ranker, table, point_rows: np.ndarray, label_rows: np.ndarr
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def fuse(emb: np.ndarray, rnk: np.ndarray, shortlist: np.ndarray, alpha: float, n_labels: int) -> sp.csr_matrix:
-    """Sparse scores alpha * emb + (1 - alpha) * ranker over each shortlist (shifted positive)."""
+def fuse(emb: np.ndarray, rnk: np.ndarray, shortlist: np.ndarray, alpha, n_labels: int) -> sp.csr_matrix:
+    """Sparse scores alpha * emb + (1 - alpha) * ranker over each shortlist (shifted positive). `alpha`: one number,
+    or one per label (popularity-aware fusion)."""
+    if not np.isscalar(alpha):
+        alpha = np.asarray(alpha, np.float32)[np.maximum(shortlist, 0)]
     s = alpha * emb + (1 - alpha) * rnk
     valid = (shortlist >= 0) & np.isfinite(s)
     rows = np.nonzero(valid)[0]
@@ -91,17 +97,57 @@ def tune_alpha(emb, rnk, shortlist, Y, filt, inv_p, grid=np.linspace(0, 1, 11), 
     return best["alpha"], curve
 
 
+def label_bins(Y_train: sp.csr_matrix, edges: str) -> tuple[np.ndarray, list[str]]:
+    """Each label's frequency bin (0..len(edges)) from its number of training points, and the bins' names."""
+    cuts = [int(x) for x in edges.split(",") if x.strip()]
+    if cuts != sorted(set(cuts)) or any(c < 1 for c in cuts):
+        raise ValueError(f"frequency_bins '{edges}': expected increasing positive integers, e.g. 2,5,20")
+    freq = np.asarray((sp.csr_matrix(Y_train) > 0).sum(0)).ravel()
+    lo = [0] + cuts
+    names = [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in zip(lo, cuts)] + [f"{lo[-1]}+"]
+    return np.searchsorted(cuts, freq, side="right"), names
+
+
+def tune_alpha_bins(emb, rnk, shortlist, Y, filt, inv_p, bins: np.ndarray, n_bins: int, alpha0: float,
+                    grid=np.linspace(0, 1, 11), metric: str = "P@1", rounds: int = 2) -> tuple[np.ndarray, list]:
+    """One alpha per label-frequency bin: from the global alpha, each bin's alpha in turn set to the grid value with
+    the best validation metric (ties: keep the current one), `rounds` times over the bins."""
+    per_bin = np.full(n_bins, float(alpha0))
+    best = evaluate(fuse(emb, rnk, shortlist, per_bin[bins], Y.shape[1]), Y, inv_p, filt)[metric]
+    log = []
+    for r in range(rounds):
+        for b in range(n_bins):
+            for a in grid:
+                trial = per_bin.copy(); trial[b] = round(float(a), 3)
+                m = evaluate(fuse(emb, rnk, shortlist, trial[bins], Y.shape[1]), Y, inv_p, filt)[metric]
+                log.append({"round": r + 1, "bin": b, "alpha": round(float(a), 3), metric: m})
+                if m > best + 1e-9:
+                    best, per_bin = m, trial
+    return per_bin, log
+
+
 def evaluate_fused(emb, rnk, shortlist, alpha: float, split, inv_p) -> dict:
     """Metrics of the fused scores at `alpha` on a split (truth and filter from `split`)."""
     return evaluate(fuse(emb, rnk, shortlist, alpha, split.Y.shape[1]), split.Y, inv_p, split.filter)
 
 
-def save_alpha(folder: str | Path, alpha: float, metric: str, curve: list[dict]) -> Path:
-    """alpha with the validation metric that chose it and the whole curve, saved beside the run's results."""
+def save_alpha(folder: str | Path, alpha: float, metric: str, curve: list[dict], by_frequency: dict | None = None) -> Path:
+    """alpha with the validation metric that chose it and the whole curve, saved beside the run's results; with
+    popularity-aware fusion also {"edges", "bins" (names), "alphas"} per label-frequency bin."""
     f = Path(folder) / ALPHA_FILE
     with atomic_write(f) as out:
-        json.dump({"alpha": alpha, "metric": metric, "curve": curve}, out, indent=2)
+        json.dump({"alpha": alpha, "metric": metric, "curve": curve, "by_frequency": by_frequency}, out, indent=2)
     return f
+
+
+def label_alphas(run) -> float | np.ndarray:
+    """The fusion weight a run predicts with: its alpha, or one per label when stage 06 tuned them by frequency."""
+    rec = run.alpha_record
+    by = rec.get("by_frequency")
+    if not by:
+        return rec["alpha"]
+    bins, _ = label_bins(run.dataset.Y["train"], by["edges"])
+    return np.asarray(by["alphas"], np.float32)[bins]
 
 
 def load_alpha(folder: str | Path) -> dict:
@@ -121,6 +167,15 @@ def score_split(run, split: str, ranker=None) -> tuple[np.ndarray, np.ndarray, n
     e, r = score_shortlists(ranker or run.ranker, run.bags, run.bags.rows_of(run.split(split).uids), run.label_rows, sl,
                             module1=run.module1)
     return e, r, sl
+
+
+def mufin_variants(alpha: float, by_freq: dict | None, per_label) -> list[tuple[str, object]]:
+    """(name, alpha) of MUFIN's fused rows, the one the run predicts with last."""
+    out = [("MUFIN-(alpha=1)", 1.0), ("Module IV only (alpha=0)", 0.0), (f"MUFIN (alpha={alpha})", alpha)]
+    if by_freq:
+        desc = ", ".join(f"{n}: {a:g}" for n, a in zip(by_freq["bins"], by_freq["alphas"]))
+        out.append((f"MUFIN (alpha by label frequency; {desc})", per_label))
+    return out
 
 
 @dataclass
@@ -147,21 +202,30 @@ def evaluate_stage(run, params: EvaluateParams) -> EvaluateResult:
     val, test = run.split("val-alpha"), run.split("test")  # the other half chose Module IV's epoch
     e, r, sl = score_split(run, "val-alpha")
     alpha, curve = tune_alpha(e, r, sl, val.Y, val.filter, inv_p, metric=params.alpha_metric)
-    save_alpha(run.stage("evaluate"), alpha, params.alpha_metric, curve)
+    by_freq, per_label = None, None
+    if params.frequency_bins:
+        bins, names = label_bins(run.dataset.Y["train"], params.frequency_bins)
+        per_bin, _ = tune_alpha_bins(e, r, sl, val.Y, val.filter, inv_p, bins, len(names), alpha, metric=params.alpha_metric)
+        by_freq = {"edges": params.frequency_bins, "bins": names, "alphas": [float(a) for a in per_bin],
+                   "labels_per_bin": np.bincount(bins, minlength=len(names)).tolist()}
+        per_label = per_bin[bins]
+    save_alpha(run.stage("evaluate"), alpha, params.alpha_metric, curve, by_freq)
     e, r, sl = score_split(run, "test")
     rows = [{"method": "Module I only (exact NN)",
              **evaluate_model(run.module1, run.dataset, run.embeddings, "test", run.module1_params, inv_p)}]
-    for name, a in (("MUFIN-(alpha=1)", 1.0), ("Module IV only (alpha=0)", 0.0), (f"MUFIN (alpha={alpha})", alpha)):
+    for name, a in mufin_variants(alpha, by_freq, per_label):
         rows.append({"method": name, **evaluate_fused(e, r, sl, a, test, inv_p)})
     table = pd.DataFrame(rows)
     table.insert(0, "data", run.data_name)
     table["A"], table["B"] = params.propensity_A, params.propensity_B
-    table["paper_P@1 (MM-AmazonTitles-300K)"] = [PAPER_P1["MUFIN"] if m == f"MUFIN (alpha={alpha})" else None
-                                                 for m in table["method"]]
-    timing = time_prediction(run, n_points=params.timing_points, shortlist=sl.shape[1], seed=params.seed)
+    main = rows[-1]["method"]  # the MUFIN the run predicts with
+    table["paper_P@1 (MM-AmazonTitles-300K)"] = [PAPER_P1["MUFIN"] if m == main else None for m in table["method"]]
+    timing = (time_prediction(run, n_points=params.timing_points, shortlist=sl.shape[1], seed=params.seed)
+              if params.timing_points else {})
     by = table.set_index("method")
     summary = {"data": run.data_title, "synthetic": run.synthetic, "alpha": alpha, "alpha_metric": params.alpha_metric,
+               "alpha_by_frequency": by_freq, "mufin": main,
                "A": params.propensity_A, "B": params.propensity_B, "results": table.to_dict("records"),
                "timing_ms_per_point": timing,
-               "mufin_minus_alpha1_P@1": round(by.loc[f"MUFIN (alpha={alpha})", "P@1"] - by.loc["MUFIN-(alpha=1)", "P@1"], 4)}
+               "mufin_minus_alpha1_P@1": round(by.loc[main, "P@1"] - by.loc["MUFIN-(alpha=1)", "P@1"], 4)}
     return EvaluateResult(alpha, curve, table, timing, summary)

@@ -177,7 +177,7 @@ class Row:
 
 def mufin_rows(run, k: int) -> list[Row]:
     """Module I (and the twins stage 02 trained), MUFIN-(alpha=1), Module IV alone and MUFIN, from the run."""
-    from .fusion import fuse, score_split
+    from .fusion import fuse, label_alphas, mufin_variants, score_split
     from .module1 import load_model, module1_scores, variant_dir, variants
 
     ds, p1 = run.dataset, run.module1_params
@@ -194,8 +194,9 @@ def mufin_rows(run, k: int) -> list[Row]:
                         predict_from="cached encoder features", note="" if i == 0 else "twin of the run's Module I"))
     e, r, sl = score_split(run, "test")
     main_t1 = next(iter(t1.values()))["total_s"]
-    total_ms = round(tm["encode_ms"] + tm["retrieve_ms"] + tm["rank_ms"], 3)
-    for name, a in (("MUFIN-(alpha=1)", 1.0), ("Module IV only (alpha=0)", 0.0), (f"MUFIN (alpha={run.alpha})", run.alpha)):
+    total_ms = round(tm["encode_ms"] + tm["retrieve_ms"] + tm["rank_ms"], 3) if tm else None
+    by = run.alpha_record.get("by_frequency")
+    for name, a in mufin_variants(run.alpha, by, label_alphas(run) if by else None):
         rows.append(Row(name, "MUFIN", fuse(e, r, sl, a, ds.num_labels), round(main_t1 + t4, 1), total_ms,
                         "raw title and images (encoders, retrieval, ranker)"))
     return rows
@@ -278,7 +279,8 @@ def peers_stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
     k = 5 + _room(test.filter)
     inv_p = run.inv_propensity(params.propensity_A, params.propensity_B)  # as stage 06
     rows = mufin_rows(run, k) + peer_rows(run, params, k, progress)
-    ref = next(r for r in rows if r.method.startswith("MUFIN (alpha="))
+    ref = run.metrics("evaluate").get("mufin")  # the MUFIN the run predicts with (stage 06)
+    ref = next(r for r in rows if r.method == ref) if ref else [r for r in rows if r.method.startswith("MUFIN (alpha")][-1]
     ref_parts = {m: point_parts(ref.scores, test.Y, inv_p, test.filter, m) for m in BOOTSTRAP_METRICS}
     out = []
     for r in rows:

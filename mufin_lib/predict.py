@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from .artifacts import Run, open_run
 from .data.amazon import Product, clean_title
 from .data.images import Downloader, ImageStore
 from .encoders import encode_images, encode_texts, load_image_encoder, load_text_encoder
-from .fusion import fuse, score_pairs
+from .fusion import fuse, label_alphas, score_pairs
+from .retrieval import shortlist_points
 from .paths import atomic_write, resolve
 
 
@@ -33,7 +35,7 @@ class Predictor:
         self.run = run if isinstance(run, Run) else open_run(run)
         self.ds, self.p1, self.model1 = self.run.dataset, self.run.module1_params, self.run.module1
         self.table, self.label_rows = self.run.bags, self.run.label_rows
-        self.index, self.ranker, self.alpha = self.run.index, self.run.ranker, self.run.alpha
+        self.index, self.ranker, self.alpha = self.run.index, self.run.ranker, label_alphas(self.run)
         if self.p1.freeze_encoders:
             self.text_model = load_text_encoder(self.p1.text_encoder)
             self.image_enc = (load_image_encoder(self.p1.image_encoder)
@@ -68,7 +70,7 @@ class Predictor:
         inputs = self.inputs(products)
         x1 = self.model1.eval()(*inputs)[0].numpy()
         t1 = time.perf_counter()
-        _, sl = self.index.search(x1, shortlist)
+        _, sl = shortlist_points(self.run, x1, replace(self.run.shortlist_params, shortlist=shortlist))
         t2 = time.perf_counter()
         e, r = score_pairs(self.ranker, inputs, self.table, self.label_rows, sl, self.model1)
         scores = fuse(e, r, sl, self.alpha, self.ds.num_labels)

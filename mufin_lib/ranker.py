@@ -38,6 +38,7 @@ class RankerParams:
     epochs: int = ranged(3, 1)  # paper: 20
     lr: float = ranged(5e-5, 0, lo_open=True)  # Table 5
     encoder_lr: float = ranged(5e-5, 0)  # Module I's bottlenecks and A_S (paper 5e-5; authors' code 1e-5)
+    classifier_lr: float = ranged(0.0, 0)  # the one-vs-all free vectors and their mix (0: lr; authors' code 5e-3)
     batch_size: int = ranged(200, 1)  # Table 5
     positives: int = ranged(2, 1)  # |S_i|
     negatives: int = ranged(12, 0)  # |T_i|, hard, from the shortlist
@@ -181,7 +182,10 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     enc_params = list(ranker.encoder.parameters())
     for p in enc_params:
         p.requires_grad_(params.train_encoder)
-    groups = [{"params": [p for n, p in ranker.named_parameters() if not n.startswith("encoder.")], "lr": params.lr}]
+    clf = {"free", "mix"}  # the one-vs-all classifiers: the authors train them at 100x the encoder's lr
+    groups = [{"params": [p for n, p in ranker.named_parameters() if not n.startswith("encoder.") and n not in clf],
+               "lr": params.lr},
+              {"params": [ranker.free, ranker.mix], "lr": params.classifier_lr or params.lr}]
     if params.train_encoder:
         groups.append({"params": enc_params, "lr": params.encoder_lr})
     opt, sched = optimizer(groups, params, params.epochs * math.ceil(len(train_pts) / params.batch_size))

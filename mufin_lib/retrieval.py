@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from .config import choice, ranged
 from .paths import atomic_path, atomic_write
@@ -30,6 +31,12 @@ class RetrievalParams:
     shortlist: int = ranged(100, 1)  # labels kept per point (authors' code: 300)
     gpu: bool = True  # use faiss GPU when available (flat search; HNSW stays on the CPU)
     compare: bool = True  # stage 03 also measures P-I-vec against P-I-bag and HNSW against exact search
+    # Module III, kit option (the XC family's shortlists through training points, as ECLARE/NGAME): part of each
+    # shortlist from the labels of the point's nearest training points by Module I's embedding (similarity-weighted
+    # votes). "none": the index alone (the paper)
+    augment: str = choice("none", "knn")
+    augment_neighbours: int = ranged(20, 1)  # training points that vote
+    augment_share: float = ranged(0.5, 0, 1)  # the share of the shortlist the votes may fill (interleaved with the index)
 
 
 def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -191,6 +198,73 @@ def load_shortlist(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]
     return z["scores"], z["labels"], z["uids"].tolist()
 
 
+class TrainVotes:
+    """The labels of a point's nearest training points (Module I's embedding, exact search), each label scored by the
+    sum of the similarities of the neighbours that have it. A training point never votes for itself."""
+
+    def __init__(self, keys: np.ndarray, Y_fit: sp.csr_matrix, neighbours: int = 20):
+        self.keys = np.ascontiguousarray(keys, np.float32)
+        self.Y = sp.csr_matrix(Y_fit > 0, dtype=np.float32)
+        self.neighbours = neighbours
+
+    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(votes, labels), n x k, best first, -1 where fewer labels got a vote; `exclude[i]` is query i's own row
+        among the keys (-1: none)."""
+        n_nb = min(self.neighbours + 1, len(self.keys))
+        S, N = exact_search(queries, self.keys, n_nb)
+        S = np.maximum(S, 0) + 1e-6
+        if exclude is not None:
+            S[N == np.asarray(exclude)[:, None]] = 0.0
+        S[:, self.neighbours:] *= (S[:, :self.neighbours] == 0).any(1, keepdims=True)  # the extra one: only after a self
+        W = sp.csr_matrix((S.ravel(), N.ravel(), np.arange(0, S.size + 1, S.shape[1])), shape=(len(queries), len(self.keys)))
+        V = (W @ self.Y).tocsr()
+        V.eliminate_zeros()
+        out_s, out_i = np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
+        for i in range(V.shape[0]):
+            a, b = V.indptr[i], V.indptr[i + 1]
+            order = np.lexsort((V.indices[a:b], -V.data[a:b]))[:k]
+            out_s[i, :len(order)], out_i[i, :len(order)] = V.data[a:b][order], V.indices[a:b][order]
+        return out_s, out_i
+
+
+def merge_shortlists(first: np.ndarray, second: np.ndarray, size: int, second_max: int) -> np.ndarray:
+    """Per row, labels from `first` and `second` (best first, -1 empty) interleaved without repeats: up to
+    `second_max` from `second`, the rest from `first`, `size` in all."""
+    out = np.full((len(first), size), -1, np.int64)
+    for r in range(len(first)):
+        a = [int(x) for x in first[r] if x >= 0]
+        b = [int(x) for x in second[r] if x >= 0]
+        seen, row, ia, ib, nb = set(), [], 0, 0, 0
+        while len(row) < size and (ia < len(a) or ib < len(b)):
+            take_b = ib < len(b) and nb < second_max and (len(row) % 2 == 1 or ia >= len(a))
+            if take_b:
+                x = b[ib]; ib += 1
+                if x not in seen:
+                    nb += 1
+            elif ia < len(a):
+                x = a[ia]; ia += 1
+            else:
+                break
+            if x not in seen:
+                seen.add(x); row.append(x)
+        out[r, :len(row)] = row
+    return out
+
+
+def shortlist_points(run, x1: np.ndarray, params: RetrievalParams, exclude: np.ndarray | None = None):
+    """Module III for points embedded by Module I (x1): (scores, labels) of their shortlists, from the run's index
+    and, with params.augment="knn", the votes of training points. Scores are the order (best highest): the ranker
+    and the fusion score every shortlisted label themselves."""
+    S, I = run.index.search(x1, params.shortlist)
+    if params.augment == "none":
+        return S, I
+    if params.augment != "knn":
+        raise ValueError(f"augment '{params.augment}': expected none or knn")
+    _, V = run.train_votes(params.augment_neighbours).search(x1, params.shortlist, exclude)
+    I = merge_shortlists(I, V, params.shortlist, int(round(params.shortlist * params.augment_share)))
+    return np.where(I >= 0, params.shortlist - np.arange(params.shortlist)[None, :], -np.inf).astype(np.float32), I
+
+
 # ---- stages 03 and 04 -------------------------------------------------------------------------------
 
 @dataclass
@@ -263,14 +337,27 @@ def shortlist_stage(run, params: RetrievalParams):
     from .bags import embed_rows
 
     stage, rows = run.stage("module3"), []
+    fit_pos = np.full(run.dataset.Y["train"].shape[0], -1)
+    fit_pos[run.carve[0]] = np.arange(len(run.carve[0]))  # a training point's own row among the voters
+    ks = [k for k in (10, 50, 100, 200, 300) if k <= params.shortlist]
     for name in ("train", "val", "test"):
         split = run.split(name)
+        x1 = embed_rows(run.module1, run.bags, run.bags.rows_of(split.uids))
         t0 = time.perf_counter()
-        S, I = run.index.search(embed_rows(run.module1, run.bags, run.bags.rows_of(split.uids)), params.shortlist)
+        S, I = shortlist_points(run, x1, params, fit_pos if name == "train" else None)
         secs = time.perf_counter() - t0
         save_shortlist(stage / f"shortlist_{name}.npz", S, I, split.uids)
-        rows.append({"data": run.data_name, "split": name, "points": len(split.uids), "shortlist": params.shortlist,
-                     "seconds": round(secs, 2),
-                     **shortlist_recall(I, split.Y, [k for k in (10, 50, 100, 200, 300) if k <= params.shortlist],
-                                        split.filter)})
+        rows.append({"data": run.data_name, "split": name, "shortlist from": _source(params), "points": len(split.uids),
+                     "shortlist": params.shortlist, "seconds": round(secs, 2), **shortlist_recall(I, split.Y, ks, split.filter)})
+        if params.augment != "none" and name == "test":  # the index alone, for comparison
+            _, I0 = run.index.search(x1, params.shortlist)
+            rows.append({**rows[-1], "shortlist from": "index only", "seconds": None,
+                         **shortlist_recall(I0, split.Y, ks, split.filter)})
+    with atomic_write(stage / "shortlist.json") as f:  # how the shortlists were made: `mufin predict` makes them so
+        json.dump(asdict(params), f, indent=2)
     return pd.DataFrame(rows)
+
+
+def _source(params: RetrievalParams) -> str:
+    return "index" if params.augment == "none" else (
+        f"index + votes of {params.augment_neighbours} training points (up to {params.augment_share:.0%})")

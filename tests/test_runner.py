@@ -109,6 +109,10 @@ def test_run_writes_nothing_into_notebooks(nbdir, tmp_path):
 def test_coerce_types():
     assert coerce("x", 1, "3", "t") == 3
     assert coerce("x", 1.0, "3", "t") == 3.0
+    assert coerce("x", 1.0, "5e-3", "t") == 0.005  # YAML alone reads 5e-3 as a string
+    assert coerce("x", 1.0, "5e-3", "t") == coerce("x", 1.0, 5e-3, "t")
+    with pytest.raises(ConfigError):
+        coerce("x", 1.0, "fast", "t")
     assert coerce("x", True, "false", "t") is False
     assert coerce("x", "a", "b", "t") == "b"
     with pytest.raises(ConfigError):
