@@ -340,7 +340,10 @@ def train_stage(run, params: RankerParams, out: str | Path | None = None, progre
         validate = Validation(run.module1, run.bags, point_rows[half][pick], run.label_rows, short_train[half][pick],
                               v.Y[pick], filter_rows(v.filter, pick), run.inv_propensity())
     out = Path(out) if out else run.stage("module4")
-    discard_stale_checkpoints(out, params)
+    from .encoders import file_digest
+    # Module IV trains on Module I's model and stage 04's shortlists: a change in either starts it afresh
+    discard_stale_checkpoints(out, params, inputs=file_digest([run.dir / "module1" / "model.pt",
+                                                               run.dir / "module3" / "shortlist_train.npz"]))
     ranker = build_ranker(run.module1, ds.num_labels, params)
     return train_ranker(ranker, run.bags, Y_fit, point_rows, run.label_rows, short_train, own_label(ds, "train"),
                         out, params, progress=progress, validate=validate)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .paths import atomic_path
+from .paths import atomic_path, atomic_write
 
 
 def dist_info() -> tuple[int, int]:
@@ -84,16 +84,27 @@ def load_checkpoint(path: Path, params, map_location="cpu") -> dict | None:
     return c
 
 
-def discard_stale_checkpoints(out_dir: Path, params, log=print) -> None:
-    """A stage re-run with changed parameters (mufin run --resume <id> --only NN -p NN.key=value) starts afresh:
-    the old checkpoints are moved aside, never mixed in."""
+def discard_stale_checkpoints(out_dir: Path, params, log=print, inputs: str = "") -> None:
+    """A stage re-run with changed parameters (mufin run --resume <id> --only NN -p NN.key=value), or on changed
+    inputs (`inputs`: a digest of what it trains on, e.g. stage 04's shortlists), starts afresh: the old checkpoints
+    are moved aside, never mixed in."""
     ckpt = Path(out_dir) / "checkpoints" / "last.pt"
+    seen = ckpt.parent / "inputs.txt"
+    why = ""
     if ckpt.exists() and torch.load(ckpt, map_location="cpu", weights_only=False)["params"] != asdict(params):
+        why = "saved with other parameters"
+    elif ckpt.exists() and inputs and (not seen.exists() or seen.read_text() != inputs):
+        why = "trained on other inputs (an earlier stage ran again)"
+    if why:
         old = ckpt.parent.with_name("checkpoints.previous")
         if old.exists():
             shutil.rmtree(old)
         ckpt.parent.rename(old)
-        log(f"{ckpt}: saved with other parameters; kept as {old} and training starts afresh")
+        log(f"{ckpt}: {why}; kept as {old} and training starts afresh")
+    if inputs:
+        seen.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(seen) as f:
+            f.write(inputs)
 
 
 def torchrun_entry(prog: str, number: str, params_cls, default_out: str, argv=None):

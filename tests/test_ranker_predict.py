@@ -270,3 +270,19 @@ def test_alpha_by_label_frequency_bins_and_fuse_per_label():
     emb, rnk = np.array([[0.5, 0.1, 0.2]], np.float32), np.array([[0.1, 0.9, 0.0]], np.float32)
     per_bin, _ = tune_alpha_bins(emb, rnk, sl, Y, None, inv_propensity(Ytr), bins, 3, alpha0=1.0)
     assert per_bin[1] < 0.6 and per_bin[2] == 1.0
+
+
+def test_checkpoints_are_set_aside_when_the_inputs_change(tmp_path):
+    """Stage 05 re-run after stage 04 made other shortlists must not resume a ranker trained on the old ones."""
+    from mufin_lib.ranker import RankerParams
+    from mufin_lib.training import discard_stale_checkpoints, save_checkpoint
+
+    p = RankerParams()
+    discard_stale_checkpoints(tmp_path, p, log=lambda m: None, inputs="digest-a")  # a first run records its inputs
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", params=__import__("dataclasses").asdict(p), epoch=1)
+    discard_stale_checkpoints(tmp_path, p, log=lambda m: None, inputs="digest-a")  # same inputs: resume
+    assert (tmp_path / "checkpoints" / "last.pt").exists()
+    said = []
+    discard_stale_checkpoints(tmp_path, p, log=said.append, inputs="digest-b")
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+    assert (tmp_path / "checkpoints.previous" / "last.pt").exists() and "other inputs" in said[0]
