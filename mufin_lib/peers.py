@@ -268,6 +268,7 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
 class PeersResult:
     table: "object"  # pandas DataFrame: one row per method, metrics, intervals against MUFIN, times
     summary: dict  # what metrics.json reports
+    twins: "object"  # pandas DataFrame: the run's Module I against its modality twins, with intervals
 
 
 def peers_stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
@@ -297,8 +298,27 @@ def peers_stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
         rec.update({"train_s": r.train_s, "predict_ms": r.predict_ms, "predict_from": r.predict_from, "note": r.note})
         out.append(rec)
     table = pd.DataFrame(out)
+    twins = _twins_vs_main(rows, test, inv_p, params)
     summary = {"data": run.data_title, "synthetic": run.synthetic, "test_points": len(test.uids),
                "bootstrap_resamples": params.bootstrap, "reference": ref.method,
                "propensity": {"A": params.propensity_A, "B": params.propensity_B},
+               "module1_twins_vs_main": twins.to_dict("records"),
                "results": table.astype(object).where(table.notna(), None).to_dict("records")}
-    return PeersResult(table, summary)
+    return PeersResult(table, summary, twins)
+
+
+def _twins_vs_main(rows: list[Row], test, inv_p, params: PeersParams):
+    """Module I's modality twins (stage 02's compare_modalities) against the run's Module I, paired bootstrap: does
+    the photo (or the title) help?"""
+    import pandas as pd
+
+    m1 = [r for r in rows if r.method.startswith("Module I (")]
+    out = []
+    for twin in m1[1:]:
+        rec = {"comparison": f"{m1[0].method} - {twin.method}"}
+        for m in BOOTSTRAP_METRICS:
+            b = paired_bootstrap(point_parts(m1[0].scores, test.Y, inv_p, test.filter, m),
+                                 point_parts(twin.scores, test.Y, inv_p, test.filter, m), params.bootstrap, params.seed)
+            rec.update({f"{m} diff": b["diff"], f"{m} 95% lo": b["lo"], f"{m} 95% hi": b["hi"], f"{m}": b["verdict"]})
+        out.append(rec)
+    return pd.DataFrame(out)

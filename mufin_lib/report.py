@@ -32,6 +32,12 @@ def curation_table(rep: dict) -> pd.DataFrame:
     rows += [("titles emptied by cleaning (kept: they have images)", rep["titles_emptied_by_cleaning"])]
     rows += [(f"also_buy targets: {k}", v) for k, v in rep["also_buy_targets"].items()]
     rows += [("test reciprocal pairs filtered", rep["reciprocal_pairs_filtered"])]
+    img = rep.get("images")
+    if img:  # every image reference: read, or skipped with its reason
+        rows += [("image references (local files + URLs)", img["references"]),
+                 *[(f"   images: {k}", v) for k, v in img["outcomes"].items()],
+                 ("   images beyond the first 15 of a product", img["beyond_top_k"]),
+                 *[(f"   images written to {k}.img.bin", v) for k, v in img["written"].items()]]
     return pd.DataFrame(rows, columns=["what", "count"])
 
 

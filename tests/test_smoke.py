@@ -126,6 +126,9 @@ def test_stage07_peers_beside_mufin_with_intervals(smoke_run):
             want = "win" if r[f"{k} 95% lo"] > 0 else "loss" if r[f"{k} 95% hi"] < 0 else "tie"
             assert r[f"{k} vs MUFIN"] == want
     assert rows["popularity"]["P@1"] < mufin["P@1"]  # on the synthetic catalogue a constant list is far behind
+    (twin,) = m["module1_twins_vs_main"]  # smoke trains a text-only twin: the photo must help, beyond noise
+    assert twin["comparison"] == "Module I (text+image) - Module I (text)" and twin["P@1"] == "win"
+    assert twin["P@1 diff"] == pytest.approx(rows["Module I (text+image)"]["P@1"] - rows["Module I (text)"]["P@1"], abs=1e-3)
     for ext in ("csv", "md", "tex"):
         assert (run_dir / "peers" / f"table_peers.{ext}").stat().st_size > 0
     assert (run_dir / "peers" / "fig_peers_intervals.png").stat().st_size > 0
