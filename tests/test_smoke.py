@@ -64,7 +64,7 @@ def test_stage04_shortlists_agree_with_stage03(smoke_run):
     test = by(rows, split="test")
     chosen = by(metrics(run_dir, "module2")["results"], retrieval="P-I-bag / hnsw")
     assert test["R@100"] == pytest.approx(chosen["R@100"], abs=1e-6)  # the saved index, the same test points
-    assert by(rows, split="val")["points"] == round(0.1 * 1341)
+    assert by(rows, split="val")["points"] == min(2000, round(0.15 * 1341))  # val_fraction 0.15, val_max 2000
     assert by(rows, split="train")["points"] == 1341
 
 
