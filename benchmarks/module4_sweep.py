@@ -22,6 +22,8 @@ from mufin_lib.artifacts import open_run  # noqa: E402
 from mufin_lib.config import stage_parameters  # noqa: E402
 from mufin_lib.paths import atomic_write  # noqa: E402
 
+AUTHORS = {"frozen_epochs": 10, "lr": 5e-4, "classifier_lr": 5e-3, "mix": "per_label", "negative_sampling": "rank",
+           "max_csim": 0.9}
 # name -> (stage 04 changes, stage 05 changes, stage 06 changes)
 CONFIGS = {
     "as the paper (index, lr 5e-5, cosine loss)": ({}, {}, {}),
@@ -33,6 +35,15 @@ CONFIGS = {
     "votes + softmax loss + alpha per bin": ({"augment": "knn"}, {"loss": "softmax"}, {"frequency_bins": "2,5,20"}),
     "votes + classifier lr 5e-3 + softmax + alpha per bin": ({"augment": "knn"}, {"classifier_lr": 5e-3, "loss": "softmax"},
                                                              {"frequency_bins": "2,5,20"}),
+    "centroids in shortlist": ({"augment": "centroid"}, {}, {}),
+    # the authors' ranker: two stages (frozen features first), A_C at 5e-4, classifiers at 5e-3 with one mix per label,
+    # negatives sampled by rank without near-duplicates of a positive
+    "votes + authors' ranker": ({"augment": "knn"}, AUTHORS, {}),
+    "votes + authors' ranker + alpha per bin": ({"augment": "knn"}, AUTHORS, {"frequency_bins": "2,5,20"}),
+    "votes + frozen stage only (authors' lrs)": ({"augment": "knn"}, {**AUTHORS, "train_encoder": False}, {"frequency_bins": "2,5,20"}),
+    "votes + classifier lr 5e-3 + per-label mix": ({"augment": "knn"}, {"classifier_lr": 5e-3, "mix": "per_label"},
+                                                   {"frequency_bins": "2,5,20"}),
+    "votes + sampled negatives, max_csim 0.9": ({"augment": "knn"}, {"negative_sampling": "rank", "max_csim": 0.9}, {}),
 }
 
 

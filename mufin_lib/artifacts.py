@@ -167,15 +167,25 @@ class Run:
         from .retrieval import LabelIndex
         return LabelIndex.load(self._need("module2", "index", "index.json").parent)
 
-    def train_votes(self, neighbours: int):
-        """Module III's training-point votes (retrieval.TrainVotes): the fit points' Module I embeddings."""
+    @cached_property
+    def fit_embeddings(self):
+        """Module I's embeddings x^1 of the fit points (train minus validation), row i for carve[0][i]."""
         from .bags import embed_rows
+        return embed_rows(self.module1, self.bags, self.bags.rows_of([self.dataset.uids["train"][i] for i in self.carve[0]]))
+
+    def train_votes(self, neighbours: int):
+        """Module III's training-point votes (retrieval.TrainVotes) over the fit points."""
         from .retrieval import TrainVotes
         if getattr(self, "_votes", None) is None or self._votes.neighbours != neighbours:
-            fit = self.carve[0]
-            keys = embed_rows(self.module1, self.bags, self.bags.rows_of([self.dataset.uids["train"][i] for i in fit]))
-            self._votes = TrainVotes(keys, self.dataset.Y["train"][fit], neighbours)
+            self._votes = TrainVotes(self.fit_embeddings, self.dataset.Y["train"][self.carve[0]], neighbours)
         return self._votes
+
+    def label_centroids(self):
+        """Module III's label centroids (retrieval.LabelCentroids) over the fit points' Module I embeddings."""
+        from .retrieval import LabelCentroids
+        if getattr(self, "_centroids", None) is None:
+            self._centroids = LabelCentroids(self.fit_embeddings, self.dataset.Y["train"][self.carve[0]])
+        return self._centroids
 
     @cached_property
     def shortlist_params(self):

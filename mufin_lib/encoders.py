@@ -176,9 +176,13 @@ def file_digest(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def dataset_digest(root: Path) -> str:
+def dataset_digest(root: Path, labels_only: bool = False) -> str:
+    """Checksum of the product content. labels_only: of the label split's titles and images only (enough
+    when every point is also a label: each product is encoded once, from its label row), so that a new
+    train/test split, or new also_buy, of the same products reuses the cache."""
     root = Path(root)
-    files = sorted((root / "raw_data").glob("*.raw.txt")) + sorted((root / "images").glob("*.img.bin"))
+    pat = "label" if labels_only else "*"
+    files = sorted((root / "raw_data").glob(f"{pat}.raw.txt")) + sorted((root / "images").glob(f"{pat}.img.bin"))
     return file_digest(files)
 
 
@@ -222,8 +226,10 @@ def embed_dataset(root: Path, text_encoder: str = OFFLINE_TEXT, image_encoder: s
         for u, t in zip(us, ts):
             if u not in seen:
                 seen.add(u); uids.append(u); titles.append(t)
+        if split == "label":
+            n_labels = len(uids)
     key = hashlib.sha256(json.dumps([text_encoder, image_encoder, image_weights, keep_top_k,
-                                     dataset_digest(root)]).encode()).hexdigest()[:16]
+                                     dataset_digest(root, labels_only=len(uids) == n_labels)]).encode()).hexdigest()[:16]
     cdir = Path(cache_dir) / key
     files = {n: cdir / f"{n}.npy" for n in ("text", "image", "img_offsets")}
     if all(f.exists() for f in files.values()):

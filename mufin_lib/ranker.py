@@ -43,6 +43,13 @@ class RankerParams:
     positives: int = ranged(2, 1)  # |S_i|
     negatives: int = ranged(12, 0)  # |T_i|, hard, from the shortlist
     margin: float = ranged(0.5, -1, 1)
+    # negatives from the shortlist: "top" takes the highest-ranked non-positives (the kit's reading of the paper's
+    # "hard negatives"); "rank" samples them, probability 1 / (rank + 1) (the authors' code samples by score)
+    negative_sampling: str = choice("top", "rank")
+    # drop a shortlisted negative whose Module I label embedding has cosine above this with one of the point's
+    # positives: a near-duplicate of a positive (colour variant) is likely an unlabelled positive. 1: keep all;
+    # authors' code: 0.9 (max_csim)
+    max_csim: float = ranged(1.0, -1, 1)
     loss: str = choice("cosine_embedding", "softmax")  # paper | "softmax": a kit option, listwise over each point's S_i and T_i
     temperature: float = ranged(0.1, 0, lo_open=True)  # softmax loss only
     warmup_steps: int = ranged(20, 0)
@@ -51,6 +58,10 @@ class RankerParams:
     grad_clip: float = ranged(1.0, 0, lo_open=True)
     train_encoder: bool = True  # paper: Module I's layers train on; False freezes them
     reinit_self_attention: bool = False  # authors' code: A_S re-initialised in Module IV
+    # authors' two ranker stages: first `frozen_epochs` on Module I's frozen features (MufinXAttnRanker, 20 epochs),
+    # then `epochs` with them training at encoder_lr (MufinXAttnRankerpp). 0: the encoder trains from the start
+    frozen_epochs: int = ranged(0, 0)
+    mix: str = choice("global", "per_label")  # w_l's mix of free vector and z_l: one weight (kit) | one per label (authors' code)
     combiner: str = choice("cross_attention", "concat", "none")  # cross_attention (A_C) | concat ("ConCat" ablation) | none ("no A_C")
     # kit: keep the epoch whose fused score (best alpha) has the best P@1 on `val_points` validation points
     # (the paper keeps the last epoch). patience > 0 also stops after that many epochs without a gain.
@@ -78,7 +89,7 @@ class CrossAttention(nn.Module):
 
 
 class Ranker(nn.Module):
-    def __init__(self, encoder: MufinEncoder, n_labels: int, combiner: str = "cross_attention"):
+    def __init__(self, encoder: MufinEncoder, n_labels: int, combiner: str = "cross_attention", mix: str = "global"):
         super().__init__()
         D = encoder.p.D
         self.encoder = encoder
@@ -92,7 +103,8 @@ class Ranker(nn.Module):
         # free vectors start as the labels' own z_l^1 (init_classifiers), so that a rarely trained label is
         # scored by its embedding rather than by a random direction
         self.free = nn.Parameter(torch.randn(n_labels, D) * 0.01)
-        self.mix = nn.Parameter(torch.zeros(1))  # sigmoid(0) = 0.5: half free vector, half z_l^1
+        # sigmoid(0) = 0.5: half free vector, half z_l^1; one weight, or one per label (as the authors' code)
+        self.mix = nn.Parameter(torch.zeros(n_labels if mix == "per_label" else 1))
 
     @torch.no_grad()
     def init_classifiers(self, z1: np.ndarray) -> None:
@@ -106,7 +118,7 @@ class Ranker(nn.Module):
             x2 = self.A_C(torch.cat([x1, z1], -1))
         else:
             x2 = x1
-        g = torch.sigmoid(self.mix)
+        g = torch.sigmoid(self.mix[labels].unsqueeze(-1) if self.mix.numel() > 1 else self.mix)
         w = F.normalize(g * F.normalize(self.free[labels], dim=-1) + (1 - g) * z1, dim=-1)
         return (F.normalize(x2, dim=-1) * w).sum(-1)
 
@@ -148,9 +160,12 @@ def ranker_loss(scores, target, point, n_points: int, params: "RankerParams"):
 
 
 def sample_pairs(Y: sp.csr_matrix, rows: np.ndarray, shortlist: np.ndarray, own: np.ndarray, n_pos: int,
-                 n_neg: int, rng: np.random.Generator):
-    """(point index in batch, label id, target) triples: positives from the truth, hard negatives from the
-    shortlist (highest-ranked non-positives; never the point's own product)."""
+                 n_neg: int, rng: np.random.Generator, sampling: str = "top", Z: np.ndarray | None = None,
+                 max_csim: float = 1.0):
+    """(point index in batch, label id, target) triples: positives from the truth, negatives from the shortlist
+    (never a positive or the point's own product): the highest-ranked ones ("top") or sampled with probability
+    1 / (rank + 1) ("rank"); with unit label vectors Z and max_csim < 1, none whose cosine with a positive's
+    vector exceeds max_csim."""
     pts, labs, tgt = [], [], []
     for b, i in enumerate(rows):
         pos = Y.indices[Y.indptr[i]:Y.indptr[i + 1]]
@@ -158,7 +173,13 @@ def sample_pairs(Y: sp.csr_matrix, rows: np.ndarray, shortlist: np.ndarray, own:
             continue
         chosen = rng.choice(pos, size=min(n_pos, len(pos)), replace=False)
         posset = set(pos.tolist())
-        negs = [int(l) for l in shortlist[i] if l >= 0 and l not in posset and l != own[i]][:n_neg]
+        cand = np.array([int(l) for l in shortlist[i] if l >= 0 and l not in posset and l != own[i]], np.int64)
+        if Z is not None and max_csim < 1 and len(cand):
+            cand = cand[(Z[cand] @ Z[pos].T).max(1) <= max_csim]
+        if sampling == "rank" and len(cand) > n_neg:
+            w = 1.0 / (np.arange(len(cand)) + 1.0)
+            cand = cand[np.sort(rng.choice(len(cand), size=n_neg, replace=False, p=w / w.sum()))]
+        negs = cand[:n_neg].tolist()
         for l in chosen:
             pts.append(b); labs.append(int(l)); tgt.append(1.0)
         for l in negs:
@@ -175,6 +196,8 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     (ties: then fused nDCG@5, the ranker's own nDCG@5, the earlier epoch) and params.patience stops early."""
     init_distributed()
     rank, world = dist_info()
+    if world > 1 and params.frozen_epochs:  # DDP fixes the set of trained parameters when it wraps the model
+        raise ValueError("frozen_epochs > 0 runs in one process only: run the frozen stage without torchrun")
     out_dir = Path(out_dir)
     torch.manual_seed(params.seed)
     Y = sp.csr_matrix(Y > 0)
@@ -188,32 +211,42 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
               {"params": [ranker.free, ranker.mix], "lr": params.classifier_lr or params.lr}]
     if params.train_encoder:
         groups.append({"params": enc_params, "lr": params.encoder_lr})
-    opt, sched = optimizer(groups, params, params.epochs * math.ceil(len(train_pts) / params.batch_size))
+    n_epochs = params.frozen_epochs + params.epochs  # the frozen-feature stage first (authors' two stages)
+    opt, sched = optimizer(groups, params, n_epochs * math.ceil(len(train_pts) / params.batch_size))
     model = torch.nn.parallel.DistributedDataParallel(ranker, find_unused_parameters=True) if world > 1 else ranker
     history, start = [], 0
     ckpt = out_dir / "checkpoints" / "last.pt"
     best = out_dir / "checkpoints" / "best.pt"
     select = params.select_epoch and validate is not None
+    z0 = embed_rows(ranker.encoder, table, label_rows)  # Module I's label vectors z_l^1 (before any training)
+    # fixed for the negatives' near-duplicate check (max_csim)
+    Z = np.asarray(z0, np.float32) / (np.linalg.norm(z0, axis=1, keepdims=True) + 1e-12) if params.max_csim < 1 else None
     c = load_checkpoint(ckpt, params) if resume else None
     if c is not None:
         ranker.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); sched.load_state_dict(c["sched"])
         history, start = c["history"], c["epoch"]
     dev = next(ranker.parameters()).device
     if start == 0:
-        ranker.init_classifiers(embed_rows(ranker.encoder, table, label_rows))
+        ranker.init_classifiers(z0)
     finished = start > 0 and _stop_early(history, params, select, world)  # a resumed run that had stopped early
-    for epoch in range(start, start if finished else params.epochs):
+    for epoch in range(start, start if finished else n_epochs):
+        frozen = epoch < params.frozen_epochs
+        for p in enc_params:  # AdamW leaves a parameter without a gradient as it is
+            p.requires_grad_(params.train_encoder and not frozen)
         t0 = time.time()
         rng = np.random.default_rng([params.seed, 1000 + epoch])
         torch.manual_seed(params.seed * 100_003 + 1000 + epoch)
         order = rng.permutation(train_pts)
         ranker.train()
+        if frozen:  # features as computed once (the authors' precomputed ones): no dropout, no spectral-norm step
+            ranker.encoder.eval()
         losses = []
-        bar = tqdm(range(0, len(order), params.batch_size), desc=f"module IV epoch {epoch + 1}/{params.epochs}",
+        bar = tqdm(range(0, len(order), params.batch_size), desc=f"module IV epoch {epoch + 1}/{n_epochs}" + (" (frozen features)" if frozen else ""),
                    disable=not progress or rank != 0, mininterval=2, leave=False)
         for s in bar:
             rows = order[s:s + params.batch_size][rank::world]
-            pp, ll, tt = sample_pairs(Y, rows, shortlist, own, params.positives, params.negatives, rng)
+            pp, ll, tt = sample_pairs(Y, rows, shortlist, own, params.positives, params.negatives, rng,
+                                      params.negative_sampling, Z, params.max_csim)
             if len(pp) == 0:
                 continue
             labels, pl = np.unique(ll, return_inverse=True)
@@ -222,7 +255,7 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
             loss = ranker_loss(scores, torch.from_numpy(tt).to(dev), torch.from_numpy(pp).to(dev), len(rows), params)
             losses.append(optimizer_step(loss, opt, sched, ranker.parameters(), params.grad_clip))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+        rec = {"epoch": epoch + 1, "frozen_features": frozen, "loss": float(np.mean(losses)) if losses else float("nan"),
                "seconds": round(time.time() - t0, 2)}
         if validate is not None and rank == 0:
             t1 = time.time()
@@ -237,7 +270,7 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
                             epoch=epoch + 1, history=history, params=asdict(params))
         if stop_after is not None and epoch + 1 >= stop_after:
             return ranker, history
-        if _stop_early(history, params, select, world):
+        if not frozen and _stop_early(history, params, select, world):  # the fine-tuning stage always starts
             break
     chosen = len(history)
     if select:
@@ -306,7 +339,7 @@ def build_ranker(encoder, n_labels: int, params: RankerParams) -> Ranker:
     if params.reinit_self_attention:
         core = enc.mufin if hasattr(enc, "mufin") else enc
         core.A_S = SelfAttention(core.p.D, core.p.heads, core.p.attn_dropout)
-    return Ranker(enc, n_labels, params.combiner)
+    return Ranker(enc, n_labels, params.combiner, params.mix)
 
 
 def load_ranker(out_dir: str | Path, encoder, n_labels: int) -> Ranker:

@@ -33,10 +33,11 @@ class RetrievalParams:
     compare: bool = True  # stage 03 also measures P-I-vec against P-I-bag and HNSW against exact search
     # Module III, kit option (the XC family's shortlists through training points, as ECLARE/NGAME): part of each
     # shortlist from the labels of the point's nearest training points by Module I's embedding (similarity-weighted
-    # votes). "none": the index alone (the paper)
-    augment: str = choice("none", "knn")
+    # votes); "centroid": from the labels whose training points' mean embedding is nearest the point (DECAF/ECLARE's
+    # label centroids). "none": the index alone (the paper)
+    augment: str = choice("none", "knn", "centroid")
     augment_neighbours: int = ranged(20, 1)  # training points that vote
-    augment_share: float = ranged(0.5, 0, 1)  # the share of the shortlist the votes may fill (interleaved with the index)
+    augment_share: float = ranged(0.5, 0, 1)  # the share of the shortlist the augmentation may fill (interleaved with the index)
 
 
 def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +228,26 @@ class TrainVotes:
         return out_s, out_i
 
 
+class LabelCentroids:
+    """Label centroids: the normalised mean Module I embedding of each label's training points (labels with
+    none are never returned), searched exactly by inner product."""
+
+    def __init__(self, keys: np.ndarray, Y_fit: sp.csr_matrix):
+        Y = sp.csr_matrix(Y_fit > 0, dtype=np.float32).T.tocsr()  # labels x points
+        C = np.asarray(Y @ np.asarray(keys, np.float32))
+        self.labels = np.flatnonzero(Y.getnnz(1) > 0)
+        C = C[self.labels]
+        self.centroids = np.ascontiguousarray(C / (np.linalg.norm(C, axis=1, keepdims=True) + 1e-12), np.float32)
+
+    def search(self, queries: np.ndarray, k: int, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        S, I = exact_search(queries, self.centroids, min(k, len(self.labels)))
+        I = np.where(I >= 0, self.labels[np.maximum(I, 0)], -1)
+        if I.shape[1] < k:
+            pad = k - I.shape[1]
+            S, I = np.pad(S, ((0, 0), (0, pad)), constant_values=-np.inf), np.pad(I, ((0, 0), (0, pad)), constant_values=-1)
+        return S, I
+
+
 def merge_shortlists(first: np.ndarray, second: np.ndarray, size: int, second_max: int) -> np.ndarray:
     """Per row, labels from `first` and `second` (best first, -1 empty) interleaved without repeats: up to
     `second_max` from `second`, the rest from `first`, `size` in all."""
@@ -251,6 +272,15 @@ def merge_shortlists(first: np.ndarray, second: np.ndarray, size: int, second_ma
     return out
 
 
+def augmentation(run, params: RetrievalParams):
+    """The shortlist source beside the index that params.augment names (TrainVotes or LabelCentroids)."""
+    if params.augment == "knn":
+        return run.train_votes(params.augment_neighbours)
+    if params.augment == "centroid":
+        return run.label_centroids()
+    raise ValueError(f"augment '{params.augment}': expected none, knn or centroid")
+
+
 def shortlist_points(run, x1: np.ndarray, params: RetrievalParams, exclude: np.ndarray | None = None):
     """Module III for points embedded by Module I (x1): (scores, labels) of their shortlists, from the run's index
     and, with params.augment="knn", the votes of training points. Scores are the order (best highest): the ranker
@@ -258,9 +288,7 @@ def shortlist_points(run, x1: np.ndarray, params: RetrievalParams, exclude: np.n
     S, I = run.index.search(x1, params.shortlist)
     if params.augment == "none":
         return S, I
-    if params.augment != "knn":
-        raise ValueError(f"augment '{params.augment}': expected none or knn")
-    _, V = run.train_votes(params.augment_neighbours).search(x1, params.shortlist, exclude)
+    _, V = augmentation(run, params).search(x1, params.shortlist, exclude)
     I = merge_shortlists(I, V, params.shortlist, int(round(params.shortlist * params.augment_share)))
     return np.where(I >= 0, params.shortlist - np.arange(params.shortlist)[None, :], -np.inf).astype(np.float32), I
 
@@ -349,15 +377,22 @@ def shortlist_stage(run, params: RetrievalParams):
         save_shortlist(stage / f"shortlist_{name}.npz", S, I, split.uids)
         rows.append({"data": run.data_name, "split": name, "shortlist from": _source(params), "points": len(split.uids),
                      "shortlist": params.shortlist, "seconds": round(secs, 2), **shortlist_recall(I, split.Y, ks, split.filter)})
-        if params.augment != "none" and name == "test":  # the index alone, for comparison
+        if name == "test":  # each source alone, for comparison: the index, training-point votes, label centroids
             _, I0 = run.index.search(x1, params.shortlist)
-            rows.append({**rows[-1], "shortlist from": "index only", "seconds": None,
-                         **shortlist_recall(I0, split.Y, ks, split.filter)})
+            alone = [("index only", I0)] if params.augment != "none" else []
+            for aug, src in (("knn", f"votes of {params.augment_neighbours} training points only"),
+                             ("centroid", "label centroids only")):
+                alone.append((src, augmentation(run, replace(params, augment=aug)).search(x1, params.shortlist)[1]))
+            for src, Ia in alone:
+                rows.append({**rows[-1], "shortlist from": src, "seconds": None,
+                             **shortlist_recall(Ia, split.Y, ks, split.filter)})
     with atomic_write(stage / "shortlist.json") as f:  # how the shortlists were made: `mufin predict` makes them so
         json.dump(asdict(params), f, indent=2)
     return pd.DataFrame(rows)
 
 
 def _source(params: RetrievalParams) -> str:
-    return "index" if params.augment == "none" else (
-        f"index + votes of {params.augment_neighbours} training points (up to {params.augment_share:.0%})")
+    if params.augment == "none":
+        return "index"
+    what = f"votes of {params.augment_neighbours} training points" if params.augment == "knn" else "label centroids"
+    return f"index + {what} (up to {params.augment_share:.0%})"

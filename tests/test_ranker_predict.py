@@ -26,6 +26,55 @@ def test_sample_pairs_takes_hard_negatives_from_the_shortlist():
     assert ll[tt < 0].tolist() == [2, 3]  # best-ranked non-positives; label 0 is the point itself
 
 
+def test_sample_pairs_drops_near_duplicates_and_samples_by_rank():
+    """max_csim: a negative whose label vector is within the threshold of a positive's is never taken. "rank":
+    negatives sampled with probability 1 / (rank + 1), so the top one is taken far more often than the last."""
+    Y = sp.csr_matrix(np.array([[0, 1, 0, 0, 0, 0, 0, 0]], np.float32))
+    shortlist = np.array([[2, 3, 4, 5, 6, 7, 1, 0]])
+    Z = np.eye(8, dtype=np.float32)
+    Z[2] = Z[1] * 0.95 + Z[2] * 0.05  # label 2: a near-duplicate of the positive 1
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    own = np.array([0])
+    _, ll, tt = sample_pairs(Y, np.array([0]), shortlist, own, 1, 2, np.random.default_rng(0), "top", Z, 0.9)
+    assert ll[tt < 0].tolist() == [3, 4]  # 2 dropped (cosine 0.999 > 0.9)
+    _, ll, tt = sample_pairs(Y, np.array([0]), shortlist, own, 1, 2, np.random.default_rng(0), "top", Z, 1.0)
+    assert ll[tt < 0].tolist() == [2, 3]  # max_csim 1: all kept
+    rng, counts = np.random.default_rng(1), np.zeros(8)
+    for _ in range(2000):
+        _, ll, tt = sample_pairs(Y, np.array([0]), shortlist, own, 1, 2, rng, "rank")
+        neg = ll[tt < 0]
+        assert len(neg) == 2 and len(set(neg.tolist())) == 2 and not set(neg.tolist()) & {0, 1}
+        counts[neg] += 1
+    assert counts[2] > 2 * counts[7] > 0  # rank 1 against rank 6 (weights 1 and 1/6, without replacement)
+
+
+def test_per_label_mix_and_frozen_first_epochs(tmp_path):
+    """mix="per_label": one mix weight per label, scoring as the global one while all are equal. frozen_epochs:
+    the encoder does not move in the frozen-feature epochs while the classifiers do; then it trains."""
+    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+
+    enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
+    g = build_ranker(enc, n_labels, RankerParams())
+    p = build_ranker(enc, n_labels, RankerParams(mix="per_label"))
+    assert g.mix.shape == (1,) and p.mix.shape == (n_labels,)
+    p.load_state_dict({**g.state_dict(), "mix": torch.zeros(n_labels)})
+    x = torch.randn(3, 2, 16); m = torch.ones(3, 2, dtype=torch.bool); z = torch.randn(3, 16)
+    lab = torch.tensor([0, 5, 9])
+    assert torch.allclose(g.eval().pair_scores(x, m, x.mean(1), x, m, z, lab), p.eval().pair_scores(x, m, x.mean(1), x, m, z, lab))
+
+    params = RankerParams(epochs=1, frozen_epochs=1, batch_size=32, warmup_steps=0, select_epoch=False,
+                          classifier_lr=5e-3, mix="per_label")
+    r0 = build_ranker(enc, n_labels, params)
+    enc0 = {k: v.clone() for k, v in r0.encoder.state_dict().items()}
+    r1, h = train_ranker(r0, *args, tmp_path / "m", params, stop_after=1, progress=False)
+    assert h[0]["frozen_features"] is True
+    assert all(torch.equal(enc0[k], v) for k, v in r1.encoder.state_dict().items())
+    assert float((r1.mix.detach() != 0).float().mean()) > 0.2  # per-label weights moved for the labels trained
+    r2, h = train_ranker(build_ranker(enc, n_labels, params), *args, tmp_path / "m", params, progress=False)
+    assert [x["frozen_features"] for x in h] == [True, False]
+    assert any(not torch.equal(enc0[k], v) for k, v in r2.encoder.state_dict().items())
+
+
 def test_cosine_embedding_loss_matches_torch():
     s = torch.tensor([0.9, 0.2, 0.7, -0.1])
     t = torch.tensor([1.0, 1.0, -1.0, -1.0])
@@ -248,6 +297,18 @@ def test_training_point_votes_never_count_the_point_itself_and_merge_interleaves
     m = merge_shortlists(np.array([[10, 11, 12, 13]]), np.array([[20, 11, 21, -1]]), size=5, second_max=2)
     assert m[0].tolist() == [10, 20, 11, 21, 12]  # alternating by position, no repeats, at most 2 new from the second
     assert merge_shortlists(np.array([[1, 2]]), np.array([[3, 4]]), 4, 0)[0].tolist() == [1, 2, -1, -1]
+
+
+def test_label_centroids_by_hand():
+    from mufin_lib.retrieval import LabelCentroids
+
+    keys = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    Y = sp.csr_matrix(np.array([[1, 0, 0, 1], [1, 0, 0, 0], [0, 0, 0, 1]], np.float32))  # label 1, 2: no points
+    c = LabelCentroids(keys, Y)
+    assert c.labels.tolist() == [0, 3]
+    assert np.allclose(c.centroids, [[2 ** -0.5, 2 ** -0.5, 0], [2 ** -0.5, 0, 2 ** -0.5]])
+    S, I = c.search(np.array([[0, 1, 0], [0, 0, 1]], np.float32), 3)
+    assert I.tolist() == [[0, 3, -1], [3, 0, -1]] and np.isinf(S[:, 2]).all()
 
 
 def test_alpha_by_label_frequency_bins_and_fuse_per_label():

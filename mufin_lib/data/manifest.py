@@ -46,7 +46,8 @@ def default_location(m: dict) -> Path:
     if loc == "cache:synthetic":
         from .prepare import get_synthetic
         g = m["generator"]
-        return get_synthetic(g["n_products"], g["seed"], g.get("with_images", True), g.get("test_fraction", 0.3))
+        return get_synthetic(g["n_products"], g["seed"], g.get("with_images", True), g.get("test_fraction", 0.3),
+                             g.get("relation", "complementary"))
     return resolve(loc)
 
 

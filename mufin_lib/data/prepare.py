@@ -25,6 +25,7 @@ class DataParams:
     source: str = choice("synthetic", "amazon-json", "xc-dir")  # synthetic | amazon-json | xc-dir
     input_path: str = ""  # amazon-json: metadata file(s), comma-separated; xc-dir: the dataset directory
     size: str = "smoke"  # synthetic: smoke (~2K products) | default (~20K) | a number of products
+    relation: str = choice("complementary", "collections")  # synthetic also_buy: complementary (v3) | collections (v2)
     seed: int = 0
     test_fraction: float = ranged(0.3, 0, 1, lo_open=True, hi_open=True)
     clean_titles: bool = True  # HTML entities and markup out of titles
@@ -40,16 +41,18 @@ class DataParams:
 
 
 def synthetic_dir(p: SyntheticParams) -> Path:
-    tag = "" if p.with_images else "-noimg"
+    tag = ("" if p.with_images else "-noimg") + ("" if p.relation == "complementary" else f"-{p.relation}")
     return CACHE_DIR / "datasets" / f"synthetic-{p.n_products}-seed{p.seed}-v{GENERATOR_VERSION}{tag}"
 
 
-def get_synthetic(size: str | int, seed: int = 0, with_images: bool = True, test_fraction: float = 0.3) -> Path:
+def get_synthetic(size: str | int, seed: int = 0, with_images: bool = True, test_fraction: float = 0.3,
+                  relation: str = "complementary") -> Path:
     """The synthetic catalogue, generated once into the cache (synthetic.json, written last, marks it complete)."""
     size = int(size) if str(size).isdigit() else size
     if isinstance(size, str) and size not in SIZES:
         raise ValueError(f"synthetic size '{size}': expected one of {', '.join(SIZES)} or a number of products")
-    p = SyntheticParams.for_size(size, seed=seed, with_images=with_images, test_fraction=test_fraction)
+    p = SyntheticParams.for_size(size, seed=seed, with_images=with_images, test_fraction=test_fraction,
+                                 relation=relation)
     out = synthetic_dir(p)
     if not (out / "synthetic.json").exists():
         # generated in a folder of this process's own, then renamed: a killed generation leaves only its .partial
@@ -84,7 +87,7 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
         raise ValueError(f"source '{params.source}': expected one of {', '.join(SOURCES)}")
     report, label = None, None
     if params.source == "synthetic":
-        root = get_synthetic(params.size, params.seed, params.with_images, params.test_fraction)
+        root = get_synthetic(params.size, params.seed, params.with_images, params.test_fraction, params.relation)
     elif params.source == "amazon-json":
         if not params.input_path:
             raise ValueError("source 'amazon-json' needs input_path= one or more metadata files (comma-separated)")

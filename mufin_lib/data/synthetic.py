@@ -15,14 +15,24 @@ How products are made
   "lifestyle" shots. Images never show the brand, and the product type only in words.
 - About 2% of products have no title (they have at least one image).
 
-How also_buy is made (complementary, noisy, incomplete)
--------------------------------------------------------
-- Product i "buys with" the other members of its collection (complements: other types, same style),
-  each kept with a probability that grows with the member's popularity (Zipf-like weights: head and tail),
-  so the data are incomplete.
-- Noise: with some probability a product also lists a member of the same line in another colourway
-  (half right), and globally popular products (a Zipf head, the "batteries" of the catalogue).
+How also_buy is made (relation="complementary", the default since generator v3)
+-------------------------------------------------------------------------------
+Every pair has a true probability P[i, j] ("i is bought with j"); also_buy is one draw of it, so the data
+are incomplete, and stage 01 can report what the best possible models reach (`oracle_table`). What real
+co-purchase data has (../shared/data/hm/README.md), and v2 lacked:
+- Directed complements between product types: each type buys 3 other types of its category (and, 3 times
+  in 10, one of another category). "A buys B" rarely means "B buys A", so a label's buyers do not look like
+  the label, and one score shared both ways (a Siamese embedding) cannot be right both ways: the per-label
+  classifiers of Module IV have something to learn.
+- Within the category, complements come in the point's style: the collection's products of a complement
+  type (probability growing with their popularity), less often the same line in another colourway; across
+  categories, a product of the complement type with the same colour and pattern (seen only in images).
+- A head: per category, the 5% most popular products are hubs, each bought by 2-4 types of products
+  (in-degrees from about 4 to 120 at 12,000 products, as H&M's), which nothing in their own content predicts.
+- Alternatives: sometimes a popular product of the point's own type (about a sixth of the pairs).
 - A product whose sampled list is empty is a label only (not a data point), as in the real curation.
+relation="collections" is generator v2's relation (the collection's other members, noise, global
+"bought with anything" products), kept for comparison.
 
 Which signal each modality carries
 ----------------------------------
@@ -49,7 +59,8 @@ from .curate import split_dataset
 from .images import encode_b64
 from .xc import write_xc
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # v3: the complementary relation (products, titles and images are v2's, bit for bit)
+RELATIONS = ("complementary", "collections")
 
 # Table 6 categories and their label counts (the weights of the category mix).
 CATEGORIES = {
@@ -114,6 +125,7 @@ class SyntheticParams:
     p_no_image: float = 0.10
     p_no_title: float = 0.02
     jpeg_quality: int = 80
+    relation: str = "complementary"  # complementary (v3) | collections (v2's also_buy)
 
     @classmethod
     def for_size(cls, size: str | int, seed: int = 0, **kw) -> "SyntheticParams":
@@ -130,7 +142,7 @@ def _brand_names(rng, n):
 
 def generate_products(p: SyntheticParams) -> dict:
     """All attributes and the also_buy matrix, as arrays (no images yet)."""
-    rng = np.random.default_rng([p.seed, GENERATOR_VERSION])
+    rng = np.random.default_rng([p.seed, 2])  # 2: products, titles and images unchanged since v2
     cats = list(CATEGORIES)
     cat_w = np.array([CATEGORIES[c] for c in cats], float)
     cat_w /= cat_w.sum()
@@ -209,9 +221,139 @@ def generate_products(p: SyntheticParams) -> dict:
             words.append("- " + DETAILS[rng.integers(len(DETAILS))])
         titles.append(" ".join(words))
     uids = [f"SYN{p.seed:02d}{i:07d}" for i in range(n)]
-    return dict(uids=uids, titles=titles, category=category, category_names=cats, brand=brand,
+    prod = dict(uids=uids, titles=titles, category=category, category_names=cats, brand=brand,
                 brand_names=brands, line=line, colour=colour, pattern=pattern, ptype=ptype,
-                collection=collection, popularity=pop, n_images=n_img, Y=Y)
+                collection=collection, popularity=pop, n_images=n_img, Y=Y, P=None)
+    if p.relation == "complementary":
+        prod["P"], prod["complements"], prod["hubs"] = complementary_probabilities(prod, p.seed)
+        draw = np.random.default_rng([p.seed, GENERATOR_VERSION, 7]).random(prod["P"].nnz)
+        Y = prod["P"].copy()
+        Y.data = (draw < Y.data).astype(np.float32)
+        Y.eliminate_zeros()
+        prod["Y"] = Y
+    elif p.relation != "collections":
+        raise ValueError(f"relation '{p.relation}': expected one of {', '.join(RELATIONS)}")
+    return prod
+
+
+def complementary_probabilities(prod: dict, seed: int):
+    """P[i, j]: the probability that product i lists product j (see the module's docstring); zero diagonal.
+    Returns P (csr, n x n), the directed type graph {type: [complement types]} (types as category * 8 + t)
+    and the hubs {hub: (buyer types, probability)}."""
+    rng = np.random.default_rng([seed, GENERATOR_VERSION])
+    cat, ptype, pop = prod["category"], prod["ptype"], prod["popularity"]
+    n, n_cat = len(cat), len(prod["category_names"])
+    gtype = cat * 8 + ptype
+    comp = {}
+    for c in range(n_cat):
+        for t in range(8):
+            outs = [c * 8 + int(o) for o in rng.choice([o for o in range(8) if o != t], size=3, replace=False)]
+            if rng.random() < 0.3:
+                c2 = int(rng.choice([x for x in range(n_cat) if x != c]))
+                outs.append(c2 * 8 + int(rng.integers(8)))
+            comp[c * 8 + t] = outs
+
+    def groups(*keys):
+        g: dict[tuple, list[int]] = {}
+        for i, k in enumerate(zip(*keys)):
+            g.setdefault(k, []).append(i)
+        return {k: np.array(v) for k, v in g.items()}
+    by_coll_type = groups(prod["collection"], gtype)
+    by_line_type = groups(prod["brand"], prod["line"], gtype)
+    by_style_type = groups(gtype, prod["colour"], prod["pattern"])
+    by_type = groups(gtype)
+    q = np.clip(0.5 + 0.25 * np.log1p(pop), 0.1, 0.95)  # popular collection mates are bought more often
+    # hubs: the most popular 5% of each category, each bought by 2-4 types at a rate giving in-degrees
+    # log-uniform in [4, 120] at 12,000 products (growing as the square root of the catalogue)
+    hubs = {}
+    for c in range(n_cat):
+        members = np.flatnonzero(cat == c)
+        if len(members) == 0:
+            continue
+        for h in members[np.argsort(-pop[members])][: max(1, round(0.05 * len(members)))]:
+            buyers = [c * 8 + int(t) for t in rng.choice([t for t in range(8) if t != ptype[h]],
+                                                         size=int(rng.integers(2, 5)), replace=False)]
+            n_buyers = sum(len(by_type.get((g,), [])) for g in buyers)
+            degree = np.exp(rng.uniform(np.log(4), np.log(120))) * np.sqrt(n / 12_000)
+            hubs[int(h)] = (buyers, float(min(0.5, degree / max(n_buyers, 1))))
+    hubs_of_type: dict[int, list[tuple[int, float]]] = {}
+    for h, (buyers, ph) in hubs.items():
+        for g in buyers:
+            hubs_of_type.setdefault(g, []).append((h, ph))
+    rows, cols, vals = [], [], []
+
+    def add(i, js, ps):
+        keep = js != i
+        rows.append(np.full(int(keep.sum()), i)); cols.append(js[keep]); vals.append(np.broadcast_to(ps, js.shape)[keep])
+    for i in range(n):
+        g = int(gtype[i])
+        for g2 in comp[g]:
+            if g2 // 8 == cat[i]:  # same category: the point's collection, or its line in another colourway
+                js = by_coll_type.get((prod["collection"][i], g2))
+                if js is not None:
+                    add(i, js, q[js])
+                js = by_line_type.get((prod["brand"][i], prod["line"][i], g2))
+                if js is not None:
+                    js = js[prod["collection"][js] != prod["collection"][i]]
+                    add(i, js, 0.1 * q[js])
+            else:  # another category: the same colour and pattern
+                js = by_style_type.get((g2, prod["colour"][i], prod["pattern"][i]))
+                if js is not None:
+                    add(i, js, 0.6 * pop[js] / pop[js].sum())
+        for h, ph in hubs_of_type.get(g, []):
+            add(i, np.array([h]), np.array([ph]))
+        js = by_type[(g,)]
+        add(i, js, 0.4 * pop[js] / pop[js].sum())  # an alternative of the same type
+    P = sp.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n))
+    P.sum_duplicates()  # several reasons for one pair add up (at most 0.95)
+    P.data = np.minimum(P.data, 0.95)
+    return P, comp, hubs
+
+
+def relation_facts(prod: dict, Y: sp.csr_matrix) -> dict:
+    """The numbers ../shared/data/hm/README.md gives for H&M, on this catalogue."""
+    Y = sp.coo_matrix(Y)
+    indeg = np.asarray((sp.csr_matrix(Y) > 0).sum(0)).ravel()
+    has = indeg[indeg > 0]
+    gt = prod["category"] * 8 + prod["ptype"]
+    reciprocal = sp.csr_matrix(Y).multiply(sp.csr_matrix(Y).T).nnz / max(Y.nnz, 1)
+    return {"pairs_per_point": round(Y.nnz / max(int((np.bincount(Y.row, minlength=len(indeg)) > 0).sum()), 1), 2),
+            "labels_with_incoming": int(len(has)), "incoming_median": float(np.median(has)),
+            "incoming_p90": float(np.percentile(has, 90)), "incoming_max": int(has.max()),
+            "labels_with_20_or_more": int((has >= 20).sum()),
+            "pairs_within_type": round(float((gt[Y.row] == gt[Y.col]).mean()), 3),
+            "pairs_within_collection": round(float((prod["collection"][Y.row] == prod["collection"][Y.col]).mean()), 3),
+            "pairs_reciprocated": round(float(reciprocal), 3),
+            "pairs_to_hubs": round(float(np.isin(Y.col, list(prod.get("hubs") or {})).mean()), 3)}
+
+
+def oracle_table(P: sp.csr_matrix, Y_train: sp.csr_matrix, Y_test: sp.csr_matrix, test_rows: np.ndarray):
+    """What the best possible models reach on the test points (every label known by the generator's truth):
+    the true directed probabilities (a per-label model at its best), their symmetric part (P + P^T) / 2 (the
+    best a score shared both ways, as a Siamese embedding, can learn from pairs in both directions), and train
+    popularity. Their difference is the most a per-label component can add above a perfect shared embedding."""
+    import pandas as pd
+
+    from ..metrics import evaluate, inv_propensity
+
+    inv_p = inv_propensity(Y_train)
+    Pt = sp.csr_matrix(P[test_rows])
+    S = sp.csr_matrix((P + P.T)[test_rows] / 2)
+    freq = np.asarray((Y_train > 0).sum(0)).ravel()
+    top = np.lexsort((np.arange(len(freq)), -freq))[:6]  # the same list for every point, minus the point itself
+    pick = np.array([[l for l in top if l != i][:5] for i in test_rows])
+    pop = sp.csr_matrix(((freq[pick] + 1.0).ravel().astype(np.float32),
+                         (np.repeat(np.arange(len(test_rows)), 5), pick.ravel())), shape=(len(test_rows), P.shape[1]))
+    rows = []
+    for name, scores in (("per-label oracle: true directed probabilities", Pt),
+                         ("shared oracle: symmetric part (P + P^T) / 2", S),
+                         ("train popularity", pop)):
+        m = evaluate(scores, Y_test, inv_p)
+        rows.append({"scorer": name, **{k: m[k] for k in ("P@1", "P@3", "P@5", "PSP@5")}})
+    df = pd.DataFrame(rows)
+    head = df.iloc[0][["P@1", "P@5", "PSP@5"]] - df.iloc[1][["P@1", "P@5", "PSP@5"]]
+    return df, {f"per_label_headroom_{k}": round(float(v), 2) for k, v in head.items()}
 
 
 # ---- images -----------------------------------------------------------------------------------------
@@ -276,7 +418,7 @@ def _shape_mask(shape: str, size: int, scale: float, dx: float, dy: float, rot: 
 
 def render_image(prod: dict, i: int, k: int, seed: int, size: int = 128) -> Image.Image:
     """Image k of product i: deterministic in (seed, i, k), independent of any other image."""
-    rng = np.random.default_rng([seed, GENERATOR_VERSION, i, k])
+    rng = np.random.default_rng([seed, 2, i, k])  # 2: v2's images
     colour = list(COLOURS.values())[prod["colour"][i]]
     pattern = PATTERNS[prod["pattern"][i]]
     if k > 0 and rng.random() < 0.06:  # a "lifestyle" shot: misleading colours
@@ -334,6 +476,10 @@ def generate(out_dir: str | Path, params: SyntheticParams) -> dict:
     summary = {"generator_version": GENERATOR_VERSION, "params": asdict(params), "synthetic": True,
                "n_products": n, "n_train": len(train_pts), "n_test": len(test_pts), "n_images": n_images,
                "n_collections": int(prod["collection"].max() + 1), "pairs": int(Y.nnz)}
+    if prod["P"] is not None:
+        table, headroom = oracle_table(prod["P"], ds.Y["train"], ds.Y["test"], test_pts)
+        summary["oracle"] = {"table": table.to_dict("records"), **headroom}
+        summary["relation_facts"] = relation_facts(prod, Y)
     with atomic_write(out_dir / "synthetic.json") as f:
         json.dump(summary, f, indent=2)
     return summary
