@@ -24,6 +24,7 @@ from mufin_lib.paths import atomic_write  # noqa: E402
 
 AUTHORS = {"frozen_epochs": 10, "lr": 5e-4, "classifier_lr": 5e-3, "mix": "per_label", "negative_sampling": "rank",
            "max_csim": 0.9}
+SAMPLED = {"negative_sampling": "rank", "max_csim": 0.9}
 # name -> (stage 04 changes, stage 05 changes, stage 06 changes)
 CONFIGS = {
     "as the paper (index, lr 5e-5, cosine loss)": ({}, {}, {}),
@@ -43,7 +44,15 @@ CONFIGS = {
     "votes + frozen stage only (authors' lrs)": ({"augment": "knn"}, {**AUTHORS, "train_encoder": False}, {"frequency_bins": "2,5,20"}),
     "votes + classifier lr 5e-3 + per-label mix": ({"augment": "knn"}, {"classifier_lr": 5e-3, "mix": "per_label"},
                                                    {"frequency_bins": "2,5,20"}),
-    "votes + sampled negatives, max_csim 0.9": ({"augment": "knn"}, {"negative_sampling": "rank", "max_csim": 0.9}, {}),
+    "votes + sampled negatives, max_csim 0.9": ({"augment": "knn"}, SAMPLED, {}),
+    "votes + sampled negatives, max_csim 0.9 + alpha per bin": ({"augment": "knn"}, SAMPLED, {"frequency_bins": "2,5,20"}),
+    "votes + sampled negatives": ({"augment": "knn"}, {"negative_sampling": "rank"}, {}),
+    "votes + max_csim 0.9": ({"augment": "knn"}, {"max_csim": 0.9}, {}),
+    "sampled negatives, max_csim 0.9": ({}, SAMPLED, {}),
+    "centroids + sampled negatives, max_csim 0.9": ({"augment": "centroid"}, SAMPLED, {}),
+    "votes + sampled negatives, max_csim 0.9 + softmax": ({"augment": "knn"}, {**SAMPLED, "loss": "softmax"}, {}),
+    "votes + sampled negatives, max_csim 0.9 + frozen stage 5": ({"augment": "knn"}, {**SAMPLED, "frozen_epochs": 5}, {}),
+    "votes + sampled negatives, max_csim 0.9 + per-label mix": ({"augment": "knn"}, {**SAMPLED, "mix": "per_label"}, {}),
 }
 
 

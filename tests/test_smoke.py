@@ -23,7 +23,7 @@ def test_stage01_dataset_and_frozen_encoders(smoke_run):
     m = metrics(run_dir, "dataset")
     assert m["synthetic"] is True and m["data"] == "SYNTHETIC catalogue"
     st = m["stats"]
-    assert (st["N_train"], st["N_test"], st["L"]) == (1341, 574, 2000)  # the smoke catalogue's manifest
+    assert (st["N_train"], st["N_test"], st["L"]) == (1327, 569, 2000)  # the smoke catalogue's manifest
     p1 = {r["modality"]: r["P@1"] for r in m["frozen_encoders"]}
     # each modality carries signal, and the two together more than either
     assert p1["text"] > 1.0 and p1["image"] > 2 * p1["text"] and p1["text+image"] > p1["image"]
@@ -64,8 +64,8 @@ def test_stage04_shortlists_agree_with_stage03(smoke_run):
     test = by(rows, split="test")
     chosen = by(metrics(run_dir, "module2")["results"], retrieval="P-I-bag / hnsw")
     assert test["R@100"] == pytest.approx(chosen["R@100"], abs=1e-6)  # the saved index, the same test points
-    assert by(rows, split="val")["points"] == min(2000, round(0.15 * 1341))  # val_fraction 0.15, val_max 2000
-    assert by(rows, split="train")["points"] == 1341
+    assert by(rows, split="val")["points"] == min(2000, round(0.15 * 1327))  # val_fraction 0.15, val_max 2000
+    assert by(rows, split="train")["points"] == 1327
 
 
 def test_stage05_keeps_an_epoch_chosen_on_validation(smoke_run):
