@@ -46,9 +46,14 @@ class Module1Params:
     epochs: int = ranged(4, 1)  # paper: 200
     lr: float = ranged(2e-4, 0, lo_open=True)
     batch_size: int = ranged(256, 2)  # paper: 1024
+    # triplet: the paper's margin loss on the hardest in-batch pairs. On data whose positives do not look like the
+    # point (complementary co-purchases) it collapsed: every label vector within cosine 0.99 of every other, the loss
+    # stuck at the margin (REPRODUCE.md, issue 15). infonce (kit): multi-positive InfoNCE over the batch's labels at
+    # `temperature`; a collapsed embedding scores log(#labels) there, so the loss itself pushes vectors apart.
+    loss: str = choice("triplet", "infonce")
     margin: float = ranged(0.2, 0)  # paper 0.2; authors' code 0.3
     num_negatives: int = ranged(10, 1)
-    temperature: float = ranged(0.1, 0, lo_open=True)
+    temperature: float = ranged(0.1, 0, lo_open=True)  # triplet: of the negatives' weights; infonce: of the loss
     warmup_steps: int = ranged(20, 0)  # LR warm-up iterations (paper: 1000)
     schedule: str = choice("cosine", "linear")  # cosine (paper) | linear (authors' code)
     cluster_after: int = ranged(2, 0)  # epochs of random batches before clustered ones (paper: ~20)
@@ -105,6 +110,29 @@ def module1_loss(S: torch.Tensor, P: torch.Tensor, exclude: torch.Tensor | None 
     per_point = (w * hinge * valid).sum(1)
     rows = has_pos & valid.any(1)
     return per_point[rows].mean() if rows.any() else S.sum() * 0.0
+
+
+def infonce_loss(S: torch.Tensor, P: torch.Tensor, exclude: torch.Tensor | None = None, tau: float = 0.1) -> torch.Tensor:
+    """Multi-positive InfoNCE: per point, -log(sum_pos e^{S/tau} / sum_{pos and neg} e^{S/tau}); the point's own
+    product (exclude) is neither. Points without a positive are skipped."""
+    P = P.bool()
+    keep = torch.ones_like(P) if exclude is None else ~exclude.bool()
+    logits = (S / tau).masked_fill(~keep, float("-inf"))
+    rows = (P & keep).any(1)
+    if not rows.any():
+        return S.sum() * 0.0
+    num = torch.logsumexp(logits.masked_fill(~P, float("-inf")), dim=1)
+    return (torch.logsumexp(logits, dim=1) - num)[rows].mean()
+
+
+def label_cosine(Z: np.ndarray, n: int = 1000, seed: int = 0) -> float:
+    """Mean pairwise cosine of (a sample of) label vectors: near 1 means the embedding has collapsed."""
+    Z = np.asarray(Z, np.float32)
+    Z = Z[np.random.default_rng(seed).choice(len(Z), min(n, len(Z)), replace=False)]
+    Z = Z / (np.linalg.norm(Z, axis=1, keepdims=True) + 1e-12)
+    C = Z @ Z.T
+    m = len(Z)
+    return float((C.sum() - np.trace(C)) / max(m * (m - 1), 1))
 
 
 # ---- clustered batches ------------------------------------------------------------------------------
@@ -217,8 +245,11 @@ def train(ds: XCDataset, emb: Embeddings | None, out_dir: str | Path, params: Mo
             rows = np.concatenate([p_rows[pts_r], l_rows[labels]])
             v = ddp(*to_device(table.batch(rows), dev))[0]
             x, z = v[: len(pts_r)], v[len(pts_r):]
-            loss = module1_loss(x @ z.T, P.to(dev), excl.to(dev), params.margin, params.num_negatives,
-                                params.temperature, params.positives, params.negatives, gen)
+            if params.loss == "infonce":
+                loss = infonce_loss(x @ z.T, P.to(dev), excl.to(dev), params.temperature)
+            else:
+                loss = module1_loss(x @ z.T, P.to(dev), excl.to(dev), params.margin, params.num_negatives,
+                                    params.temperature, params.positives, params.negatives, gen)
             losses.append(optimizer_step(loss, opt, sched, model.parameters(), params.grad_clip))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2),
@@ -227,6 +258,7 @@ def train(ds: XCDataset, emb: Embeddings | None, out_dir: str | Path, params: Mo
             Z = embed_rows(model, table, l_rows)
             m = evaluate_embeddings(embed_rows(model, table, p_rows[val]), Z, Y[val], val_filt, inv_p)
             rec.update({f"val_{k}": v for k, v in m.items() if k in ("P@1", "P@3", "P@5", "nDCG@5", "PSP@5")})
+            rec["label_cosine"] = round(label_cosine(Z), 4)  # collapse check: near 1, every label looks alike
         state.history.append(rec)
         state.epoch = epoch + 1
         if rank == 0:
