@@ -46,11 +46,11 @@ class Module1Params:
     epochs: int = ranged(4, 1)  # paper: 200
     lr: float = ranged(2e-4, 0, lo_open=True)
     batch_size: int = ranged(256, 2)  # paper: 1024
-    # triplet: the paper's margin loss on the hardest in-batch pairs. On data whose positives do not look like the
-    # point (complementary co-purchases) it collapsed: every label vector within cosine 0.99 of every other, the loss
-    # stuck at the margin (REPRODUCE.md, issue 15). infonce (kit): multi-positive InfoNCE over the batch's labels at
-    # `temperature`; a collapsed embedding scores log(#labels) there, so the loss itself pushes vectors apart.
-    loss: str = choice("triplet", "infonce")
+    # triplet: the paper's margin loss on the hardest in-batch pairs (the paper preset). On data whose positives do
+    # not look like the point (complementary co-purchases) it collapsed: every label vector within cosine 0.99 of every
+    # other, the loss stuck at the margin (REPRODUCE.md, issue 15). infonce (the kit's default): multi-positive
+    # InfoNCE over the batch's labels at `temperature`; a collapsed embedding scores log(#labels) there.
+    loss: str = choice("infonce", "triplet")
     margin: float = ranged(0.2, 0)  # paper 0.2; authors' code 0.3
     num_negatives: int = ranged(10, 1)
     temperature: float = ranged(0.1, 0, lo_open=True)  # triplet: of the negatives' weights; infonce: of the loss
@@ -61,8 +61,8 @@ class Module1Params:
     recluster_every: int = ranged(5, 1)
     weight_decay: float = ranged(0.01, 0)
     grad_clip: float = ranged(1.0, 0, lo_open=True)
-    positives: str = choice("hardest", "random")  # hardest | random (the "no +ve" ablation)
-    negatives: str = choice("hardest", "random")  # hardest | random (with random positives: "no +ve,-ve")
+    positives: str = choice("hardest", "random")  # triplet only: hardest | random (the "no +ve" ablation)
+    negatives: str = choice("hardest", "random")  # triplet only: hardest | random (with random positives: "no +ve,-ve")
     val_fraction: float = ranged(0.15, 0, 1, hi_open=True)  # validation carved from train: this share ...
     val_max: int = ranged(2000, 0)  # ... but at most this many points (0: no cap)
     keep_top_k: int = ranged(15, 1)
