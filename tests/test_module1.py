@@ -38,6 +38,29 @@ def test_loss_hand_computed():
     assert abs(float(module1_loss(S, P, margin=m, k=1, tau=tau)) - ((m + 0.2) + row1) / 2) < 1e-6
 
 
+def test_infonce_hand_computed_and_collapse_check():
+    from mufin_lib.module1 import infonce_loss, label_cosine
+
+    S = torch.tensor([[0.5, 0.7, 0.4], [0.1, 0.3, 0.6]])
+    P = torch.tensor([[1, 0, 0], [0, 1, 1]], dtype=torch.bool)
+    tau = 0.1
+    row0 = -math.log(math.exp(5) / (math.exp(5) + math.exp(7) + math.exp(4)))
+    row1 = -math.log((math.exp(3) + math.exp(6)) / (math.exp(1) + math.exp(3) + math.exp(6)))
+    assert abs(float(infonce_loss(S, P, tau=tau)) - (row0 + row1) / 2) < 1e-5
+    excl = torch.zeros_like(P)
+    excl[0, 1] = True  # the point's own product: neither positive nor negative
+    row0x = -math.log(math.exp(5) / (math.exp(5) + math.exp(4)))
+    assert abs(float(infonce_loss(S, P, excl, tau=tau)) - (row0x + row1) / 2) < 1e-5
+    # a collapsed embedding (all scores equal) costs log(#candidates / #positives) here, where the triplet loss is
+    # exactly its margin and cannot tell collapse from a separating solution that also leaves the margin unmet
+    flat = torch.full((2, 3), 0.99)
+    assert abs(float(infonce_loss(flat, P, tau=tau)) - (math.log(3) + math.log(3 / 2)) / 2) < 1e-5
+    assert abs(float(module1_loss(flat, P, margin=0.2)) - 0.2) < 1e-6
+    rng = np.random.default_rng(0)
+    assert label_cosine(rng.normal(size=(500, 32))) < 0.05
+    assert label_cosine(rng.normal(size=(500, 32)) * 0.01 + 1.0) > 0.99
+
+
 def test_random_positives_and_negatives_are_seeded():
     S = torch.rand(8, 12, generator=torch.Generator().manual_seed(0))
     P = torch.rand(8, 12, generator=torch.Generator().manual_seed(1)) > 0.7
