@@ -39,10 +39,13 @@ def test_stage02_module1_learns_and_images_help(smoke_run):
     t = by(rows, model="Module I (text)", split="test")
     frozen = by(rows, model="frozen encoders (text+image)", split="test")
     assert ti["P@1"] > 3 * t["P@1"]  # images carry most of the smoke catalogue's signal
-    assert ti["P@1"] > 0.8 * frozen["P@1"]  # 4 epochs: near the frozen encoders, never far below
+    # 4 epochs: near the frozen encoders, never far below (measured 13.71 against 17.05; the paper's triplet loss,
+    # which collapses on this catalogue, 10.90)
+    assert ti["P@1"] > 0.75 * frozen["P@1"]
     for name, hist in m["history"].items():
         assert len(hist) == 4 and hist[-1]["loss"] < hist[0]["loss"], name  # the loss falls
         assert all("val_P@1" in h for h in hist)
+        assert hist[-1]["label_cosine"] < 0.5, name  # not collapsed (triplet: above 0.99 on the default catalogue)
     assert m["module1_minus_frozen_P@1"] == pytest.approx(ti["P@1"] - frozen["P@1"], abs=1e-3)
 
 
