@@ -64,8 +64,12 @@ def test_stage03_exact_vec_retrieval_is_module1_and_hnsw_finds_the_exact_labels(
 def test_stage04_shortlists_agree_with_stage03(smoke_run):
     run_dir, _ = smoke_run
     rows = metrics(run_dir, "module3")["shortlists"]
-    test = by(rows, split="test")
+    test = by(rows, split="test", **{"shortlist from": "index"})
     chosen = by(metrics(run_dir, "module2")["results"], retrieval="P-I-bag / hnsw")
+    # beside it, each other source alone on the same test points: training-point votes and label centroids
+    alone = [r for r in rows if r["split"] == "test" and r["shortlist from"] != "index"]
+    assert [r["shortlist from"] for r in alone] == ["votes of 20 training points only", "label centroids only"]
+    assert all(0 < r["R@100"] <= 100 and r["R@10"] <= r["R@100"] for r in alone)
     assert test["R@100"] == pytest.approx(chosen["R@100"], abs=1e-6)  # the saved index, the same test points
     assert by(rows, split="val")["points"] == min(2000, round(0.15 * 1327))  # val_fraction 0.15, val_max 2000
     assert by(rows, split="train")["points"] == 1327
