@@ -230,7 +230,8 @@ class TrainVotes:
 
 class LabelCentroids:
     """Label centroids: the normalised mean Module I embedding of each label's training points (labels with
-    none are never returned), searched exactly by inner product."""
+    none are never returned), searched exactly by inner product. A training point's own shortlist is not cleared of
+    its own contribution (the votes are): its positives are a little easier to find in training than in test."""
 
     def __init__(self, keys: np.ndarray, Y_fit: sp.csr_matrix):
         Y = sp.csr_matrix(Y_fit > 0, dtype=np.float32).T.tocsr()  # labels x points
