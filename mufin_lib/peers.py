@@ -177,7 +177,7 @@ class Row:
 
 def mufin_rows(run, k: int) -> list[Row]:
     """Module I (and the twins stage 02 trained), MUFIN-(alpha=1), Module IV alone and MUFIN, from the run."""
-    from .fusion import fuse, label_alphas, mufin_variants, score_split
+    from .fusion import label_alphas, mufin_variants, score_split, split_terms
     from .module1 import load_model, module1_scores, variant_dir, variants
 
     ds, p1 = run.dataset, run.module1_params
@@ -195,9 +195,12 @@ def mufin_rows(run, k: int) -> list[Row]:
     e, r, sl = score_split(run, "test")
     main_t1 = next(iter(t1.values()))["total_s"]
     total_ms = round(tm["encode_ms"] + tm["retrieve_ms"] + tm["rank_ms"], 3) if tm else None
-    by = run.alpha_record.get("by_frequency")
-    for name, a in mufin_variants(run.alpha, by, label_alphas(run) if by else None):
-        rows.append(Row(name, "MUFIN", fuse(e, r, sl, a, ds.num_labels), round(main_t1 + t4, 1), total_ms,
+    rec = run.alpha_record
+    terms = rec.get("terms")
+    v, p = split_terms(run, "test", sl, terms["vote_neighbours"]) if terms else (None, None)
+    for name, scores in mufin_variants(rec, label_alphas(run) if rec.get("by_frequency") else None, e, r, sl,
+                                       ds.num_labels, v, p):
+        rows.append(Row(name, "MUFIN", scores, round(main_t1 + t4, 1), total_ms,
                         "raw title and images (encoders, retrieval, ranker)"))
     return rows
 

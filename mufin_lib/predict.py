@@ -22,7 +22,7 @@ from .artifacts import Run, open_run
 from .data.amazon import Product, clean_title
 from .data.images import Downloader, ImageStore
 from .encoders import encode_images, encode_texts, load_image_encoder, load_text_encoder
-from .fusion import fuse, label_alphas, score_pairs
+from .fusion import fuse, label_alphas, run_extra, score_pairs
 from .retrieval import shortlist_points
 from .paths import atomic_write, resolve
 
@@ -73,7 +73,7 @@ class Predictor:
         _, sl = shortlist_points(self.run, x1, replace(self.run.shortlist_params, shortlist=shortlist))
         t2 = time.perf_counter()
         e, r = score_pairs(self.ranker, inputs, self.table, self.label_rows, sl, self.model1)
-        scores = fuse(e, r, sl, self.alpha, self.ds.num_labels)
+        scores = fuse(e, r, sl, self.alpha, self.ds.num_labels, run_extra(self.run, x1, sl))
         t3 = time.perf_counter()
         if timings is not None:
             n = max(1, len(products))

@@ -208,9 +208,9 @@ class TrainVotes:
         self.Y = sp.csr_matrix(Y_fit > 0, dtype=np.float32)
         self.neighbours = neighbours
 
-    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(votes, labels), n x k, best first, -1 where fewer labels got a vote; `exclude[i]` is query i's own row
-        among the keys (-1: none)."""
+    def votes(self, queries: np.ndarray, exclude: np.ndarray | None = None) -> sp.csr_matrix:
+        """n x labels: each label's votes (the summed similarities of the neighbours that have it); `exclude[i]` is
+        query i's own row among the keys (-1: none)."""
         n_nb = min(self.neighbours + 1, len(self.keys))
         S, N = exact_search(queries, self.keys, n_nb)
         S = np.maximum(S, 0) + 1e-6
@@ -220,12 +220,24 @@ class TrainVotes:
         W = sp.csr_matrix((S.ravel(), N.ravel(), np.arange(0, S.size + 1, S.shape[1])), shape=(len(queries), len(self.keys)))
         V = (W @ self.Y).tocsr()
         V.eliminate_zeros()
+        return V
+
+    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(votes, labels), n x k, best first, -1 where fewer labels got a vote."""
+        V = self.votes(queries, exclude)
         out_s, out_i = np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
         for i in range(V.shape[0]):
             a, b = V.indptr[i], V.indptr[i + 1]
             order = np.lexsort((V.indices[a:b], -V.data[a:b]))[:k]
             out_s[i, :len(order)], out_i[i, :len(order)] = V.data[a:b][order], V.indices[a:b][order]
         return out_s, out_i
+
+    def pair_votes(self, queries: np.ndarray, shortlist: np.ndarray) -> np.ndarray:
+        """Each shortlisted (query, label)'s votes divided by the number of voters (0..1; 0 where none or no label)."""
+        V = self.votes(queries)
+        rows = np.repeat(np.arange(len(shortlist)), shortlist.shape[1])
+        got = np.asarray(V[rows, np.maximum(shortlist, 0).ravel()]).ravel().reshape(shortlist.shape)
+        return np.where(shortlist >= 0, got / self.neighbours, 0.0).astype(np.float32)
 
 
 class LabelCentroids:

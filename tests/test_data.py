@@ -14,7 +14,7 @@ from PIL import Image
 
 from mufin_lib.data.amazon import MalformedRecord, clean_title, iter_products
 from mufin_lib.data.curate import CurateParams, curate_amazon, curate_to_dir
-from mufin_lib.data.images import Downloader, ImageStore, build_img_bin, encode_b64, thumbnail, write_img_bin
+from mufin_lib.data.images import Downloader, ImageStore, build_img_bin, thumbnail, write_img_bin
 from mufin_lib.data.xc import XCDataset, XCFormatError, carve_validation, read_xc, write_xc
 
 # The README of ../shared/data/amazon2018 (raw titles: every asin with a non-empty title is a label).

@@ -347,3 +347,31 @@ def test_checkpoints_are_set_aside_when_the_inputs_change(tmp_path):
     discard_stale_checkpoints(tmp_path, p, log=said.append, inputs="digest-b")
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
     assert (tmp_path / "checkpoints.previous" / "last.pt").exists() and "other inputs" in said[0]
+
+
+def test_pair_votes_log_popularity_and_terms_by_hand():
+    from mufin_lib.fusion import added, fuse, log_popularity, tune_terms
+    from mufin_lib.metrics import inv_propensity
+    from mufin_lib.retrieval import TrainVotes
+
+    keys = np.array([[1, 0], [0.6, 0.8], [0, 1]], np.float32)
+    Y = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], np.float32))
+    tv = TrainVotes(keys, Y, neighbours=2)
+    v = tv.pair_votes(np.array([[1, 0]], np.float32), np.array([[1, 0, 2, 3, -1]]))
+    # neighbours: point 0 (similarity 1) and point 1 (0.6); label 1 has both, label 0 point 0, labels 2, 3 none
+    assert np.allclose(v, [[(1 + 0.6) / 2, 1 / 2, 0, 0, 0]], atol=1e-5)
+    assert np.allclose(log_popularity(Y), np.log1p([1, 2, 1, 0]) / np.log1p(2))
+    # truth label 2: the embedding and ranker prefer label 0, the votes say 2: only a vote weight ranks 2 first,
+    # and where the votes say nothing the tuning keeps the weights at 0 (ties: the smaller weights)
+    sl = np.array([[0, 1, 2]])
+    emb, rnk = np.array([[0.9, 0.1, 0.5]], np.float32), np.array([[0.8, 0.0, 0.4]], np.float32)
+    votes, prior = np.array([[0.0, 0.0, 0.9]], np.float32), np.zeros((1, 3), np.float32)
+    truth = sp.csr_matrix(np.array([[0, 0, 1, 0]], np.float32))
+    ip = inv_propensity(Y)
+    t = tune_terms(emb, rnk, sl, votes, prior, truth, None, ip)
+    assert t["vote_weight"] > 0 and t["prior_weight"] == 0 and t["P@1"] == 100
+    assert fuse(emb, rnk, sl, t["alpha"], 4, added(t, votes, prior)).toarray()[0].argmax() == 2
+    t0 = tune_terms(emb, rnk, sl, np.zeros_like(votes), prior, sp.csr_matrix(np.array([[1, 0, 0, 0]], np.float32)), None, ip)
+    assert t0["vote_weight"] == 0 and t0["prior_weight"] == 0 and t0["alpha"] == 1.0
+    assert added(None, votes, prior) == 0.0
+

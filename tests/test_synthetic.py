@@ -1,7 +1,6 @@
 """The synthetic catalogue: deterministic, in the XC layout, with a head and a tail, and modality-specific
 attributes (colour and pattern never in titles; brand and line never in images)."""
 import hashlib
-import json
 
 import numpy as np
 

@@ -1,6 +1,5 @@
 """Write a notebook from a list of ("md"|"code"|"params", source) cells, stripped (no outputs).
 Used by the kit's developers to keep notebooks tidy; notebooks are committed as .ipynb."""
-import sys
 import nbformat
 
 
