@@ -36,6 +36,9 @@ class Predictor:
         self.ds, self.p1, self.model1 = self.run.dataset, self.run.module1_params, self.run.module1
         self.table, self.label_rows = self.run.bags, self.run.label_rows
         self.index, self.ranker, self.alpha = self.run.index, self.run.ranker, label_alphas(self.run)
+        terms = self.run.alpha_record.get("terms")
+        if terms:  # the voters (the fit points' Module I embeddings) load with the model, not in the first request
+            self.run.train_votes(terms["vote_neighbours"])
         if self.p1.freeze_encoders:
             self.text_model = load_text_encoder(self.p1.text_encoder)
             self.image_enc = (load_image_encoder(self.p1.image_encoder)
