@@ -232,12 +232,15 @@ class TrainVotes:
             out_s[i, :len(order)], out_i[i, :len(order)] = V.data[a:b][order], V.indices[a:b][order]
         return out_s, out_i
 
-    def pair_votes(self, queries: np.ndarray, shortlist: np.ndarray) -> np.ndarray:
+    def pair_votes(self, queries: np.ndarray, shortlist: np.ndarray, block: int = 8192) -> np.ndarray:
         """Each shortlisted (query, label)'s votes divided by the number of voters (0..1; 0 where none or no label)."""
-        V = self.votes(queries)
-        rows = np.repeat(np.arange(len(shortlist)), shortlist.shape[1])
-        got = np.asarray(V[rows, np.maximum(shortlist, 0).ravel()]).ravel().reshape(shortlist.shape)
-        return np.where(shortlist >= 0, got / self.neighbours, 0.0).astype(np.float32)
+        out = np.zeros(shortlist.shape, np.float32)
+        for s in range(0, len(shortlist), block):  # blocks of queries bound the (query, label) index arrays
+            V, sl = self.votes(queries[s:s + block]), shortlist[s:s + block]
+            rows = np.repeat(np.arange(len(sl)), sl.shape[1])
+            got = np.asarray(V[rows, np.maximum(sl, 0).ravel()]).ravel().reshape(sl.shape)
+            out[s:s + block] = np.where(sl >= 0, got / self.neighbours, 0.0)
+        return out
 
 
 class LabelCentroids:

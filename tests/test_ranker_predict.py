@@ -360,6 +360,8 @@ def test_pair_votes_log_popularity_and_terms_by_hand():
     v = tv.pair_votes(np.array([[1, 0]], np.float32), np.array([[1, 0, 2, 3, -1]]))
     # neighbours: point 0 (similarity 1) and point 1 (0.6); label 1 has both, label 0 point 0, labels 2, 3 none
     assert np.allclose(v, [[(1 + 0.6) / 2, 1 / 2, 0, 0, 0]], atol=1e-5)
+    q2, sl2 = np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32), np.array([[1, 0], [2, -1], [1, 2]])
+    assert np.allclose(tv.pair_votes(q2, sl2, block=1), tv.pair_votes(q2, sl2))  # blocks of queries change nothing
     assert np.allclose(log_popularity(Y), np.log1p([1, 2, 1, 0]) / np.log1p(2))
     # truth label 2: the embedding and ranker prefer label 0, the votes say 2: only a vote weight ranks 2 first,
     # and where the votes say nothing the tuning keeps the weights at 0 (ties: the smaller weights)
