@@ -148,6 +148,7 @@ def tune_terms(emb, rnk, shortlist, votes, prior, Y, filt, inv_p, metric: str = 
     """alpha, beta (votes) and gamma (log-popularity) together: the point of alpha grid x VOTE_GRID x PRIOR_GRID with
     the best validation metric (ties: the larger alpha, then the smaller weights)."""
     best, key = None, None
+    inv_p = inv_p if metric.startswith("PS") else None  # P@k and nDCG@k need no propensities (and are faster without)
     for b in (VOTE_GRID if use_votes else (0.0,)):
         for g in (PRIOR_GRID if use_prior else (0.0,)):
             extra = b * votes + g * prior
