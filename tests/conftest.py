@@ -31,11 +31,13 @@ def amazon_dir():
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """The whole chain at smoke size through the runner (`mufin run --preset smoke`), in its own runs/ and cache/:
-    the smoke tier reads each stage's metrics.json from it; predict and the torchrun tests reuse it."""
+    """The whole chain at smoke size through the runner (`mufin run --preset smoke`), in its own runs/: the smoke tier
+    reads each stage's metrics.json from it; predict and the torchrun tests reuse it. It shares the project's
+    cache/ (content-keyed: the generated catalogue and the encoder outputs), so that the notebooks under nbval, which
+    run the same smoke chain afterwards, do not generate and encode it again; the slow tier's fault tests generate
+    and encode in a fresh cache."""
     tmp = tmp_path_factory.mktemp("smoke")
-    env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp / "runs"), MUFIN_CACHE_DIR=str(tmp / "cache"),
-               MUFIN_FIGURES_DIR=str(tmp / "figures"), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp / "runs"), MUFIN_FIGURES_DIR=str(tmp / "figures"), HF_HUB_OFFLINE="1")
     r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--preset", "smoke", "--run-id", "smoke"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
