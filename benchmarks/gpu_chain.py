@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from mufin_lib.artifacts import open_run  # noqa: E402
-from mufin_lib.config import stage_parameters  # noqa: E402
+from mufin_lib.stages.torchrun import stage_parameters  # noqa: E402
 from mufin_lib.paths import atomic_write  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="")
     ap.add_argument("-p", "--param", action="append", default=[])
     a = ap.parse_args(argv)
-    from mufin_lib import fusion, module1, ranker, retrieval
+    from mufin_lib.stages import evaluate, module1, module2, module3, module4
 
     run_dir = (ROOT / a.run_dir).resolve()
     rebase(run_dir)
@@ -67,18 +67,18 @@ def main(argv=None) -> int:
         return stage_parameters(run_dir, number, mine, cls)
 
     p1 = params("02", module1.Module1Params)
-    r1 = stage("02 Module I", lambda: module1.train_stage(run, p1, progress=False))
+    r1 = stage("02 Module I", lambda: module1.stage(run, p1, progress=False))
     out["module1_timing"] = r1.timing
     out["metrics"]["module1"] = r1.table[r1.table.split == "test"][["model", "P@1", "P@5"]].to_dict("records")
-    p3 = params("03", retrieval.RetrievalParams)
-    stage("03 Module II index", lambda: retrieval.retrieval_stage(run, p3))
-    stage("04 Module III shortlists", lambda: retrieval.shortlist_stage(run, p3))
-    p5 = params("05", ranker.RankerParams)
-    _, hist = stage("05 Module IV", lambda: ranker.train_stage(run, p5, progress=False))
+    stage("03 Module II index", lambda: module2.stage(run, params("03", module2.Module2Params)))
+    # stage 04 with its own parameters (it once took stage 03's and lost the preset's shortlist options)
+    stage("04 Module III shortlists", lambda: module3.stage(run, params("04", module3.Module3Params)))
+    p5 = params("05", module4.Module4Params)
+    hist = stage("05 Module IV", lambda: module4.stage(run, p5, progress=False)).history
     out["module4_epochs"] = len(hist)
     out["module4_s_per_epoch"] = round(sum(h.get("seconds", 0) for h in hist) / max(1, len(hist)), 2)
-    p6 = params("06", fusion.EvaluateParams)
-    r6 = stage("06 evaluate", lambda: fusion.evaluate_stage(run, p6))
+    p6 = params("06", evaluate.EvaluateParams)
+    r6 = stage("06 evaluate", lambda: evaluate.stage(run, p6))
     out["metrics"]["evaluate"] = r6.table[["method", "P@1", "P@5", "PSP@5"]].to_dict("records")
     out["timing_ms_per_point"] = r6.timing
     text = json.dumps(out, indent=2, default=str)

@@ -22,7 +22,9 @@ import torch  # noqa: E402
 from mufin_lib.data.prepare import get_synthetic  # noqa: E402
 from mufin_lib.data.xc import read_xc  # noqa: E402
 from mufin_lib.encoders import embed_dataset  # noqa: E402
-from mufin_lib.module1 import Module1Params, carve, train  # noqa: E402
+from mufin_lib.data.xc import carve_validation  # noqa: E402
+from mufin_lib.module1 import train  # noqa: E402
+from mufin_lib.stages.module1 import Module1Params  # noqa: E402
 from mufin_lib.paths import RUNS_DIR, atomic_write  # noqa: E402
 
 
@@ -44,7 +46,7 @@ def main():
             t = time.perf_counter()
             _, st = train(ds, emb, Path(d), p, resume=False, progress=False)
             total = time.perf_counter() - t
-        n_fit = len(carve(ds, p)[0])
+        n_fit = len(carve_validation(ds.Y["train"].shape[0], p.val_fraction, p.seed, p.val_max)[0])
         train_s = sum(h["seconds"] for h in st.history)
         results.append({"encoders": "frozen", "modalities": mod, "points": n_fit, "epochs": args.epochs,
                         "train_seconds": round(train_s, 2), "points_per_s": round(n_fit * args.epochs / train_s, 1),

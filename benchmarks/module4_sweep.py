@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mufin_lib.artifacts import open_run  # noqa: E402
-from mufin_lib.config import stage_parameters  # noqa: E402
+from mufin_lib.stages.torchrun import stage_parameters  # noqa: E402
 from mufin_lib.paths import atomic_write  # noqa: E402
 
 AUTHORS = {"frozen_epochs": 10, "lr": 5e-4, "classifier_lr": 5e-3, "mix": "per_label", "negative_sampling": "rank",
@@ -31,28 +31,28 @@ CONFIGS = {
     "classifier lr 5e-3 (authors' code)": ({}, {"classifier_lr": 5e-3}, {}),
     "softmax loss": ({}, {"loss": "softmax"}, {}),
     "alpha per frequency bin": ({}, {}, {"frequency_bins": "2,5,20"}),
-    "votes in shortlist": ({"augment": "knn"}, {}, {}),
-    "votes + alpha per bin": ({"augment": "knn"}, {}, {"frequency_bins": "2,5,20"}),
-    "votes + softmax loss + alpha per bin": ({"augment": "knn"}, {"loss": "softmax"}, {"frequency_bins": "2,5,20"}),
-    "votes + classifier lr 5e-3 + softmax + alpha per bin": ({"augment": "knn"}, {"classifier_lr": 5e-3, "loss": "softmax"},
+    "votes in shortlist": ({"augment": "votes"}, {}, {}),
+    "votes + alpha per bin": ({"augment": "votes"}, {}, {"frequency_bins": "2,5,20"}),
+    "votes + softmax loss + alpha per bin": ({"augment": "votes"}, {"loss": "softmax"}, {"frequency_bins": "2,5,20"}),
+    "votes + classifier lr 5e-3 + softmax + alpha per bin": ({"augment": "votes"}, {"classifier_lr": 5e-3, "loss": "softmax"},
                                                              {"frequency_bins": "2,5,20"}),
     "centroids in shortlist": ({"augment": "centroid"}, {}, {}),
     # the authors' ranker: two stages (frozen features first), A_C at 5e-4, classifiers at 5e-3 with one mix per label,
     # negatives sampled by rank without near-duplicates of a positive
-    "votes + authors' ranker": ({"augment": "knn"}, AUTHORS, {}),
-    "votes + authors' ranker + alpha per bin": ({"augment": "knn"}, AUTHORS, {"frequency_bins": "2,5,20"}),
-    "votes + frozen stage only (authors' lrs)": ({"augment": "knn"}, {**AUTHORS, "train_encoder": False}, {"frequency_bins": "2,5,20"}),
-    "votes + classifier lr 5e-3 + per-label mix": ({"augment": "knn"}, {"classifier_lr": 5e-3, "mix": "per_label"},
+    "votes + authors' ranker": ({"augment": "votes"}, AUTHORS, {}),
+    "votes + authors' ranker + alpha per bin": ({"augment": "votes"}, AUTHORS, {"frequency_bins": "2,5,20"}),
+    "votes + frozen stage only (authors' lrs)": ({"augment": "votes"}, {**AUTHORS, "train_encoder": False}, {"frequency_bins": "2,5,20"}),
+    "votes + classifier lr 5e-3 + per-label mix": ({"augment": "votes"}, {"classifier_lr": 5e-3, "mix": "per_label"},
                                                    {"frequency_bins": "2,5,20"}),
-    "votes + sampled negatives, max_csim 0.9": ({"augment": "knn"}, SAMPLED, {}),
-    "votes + sampled negatives, max_csim 0.9 + alpha per bin": ({"augment": "knn"}, SAMPLED, {"frequency_bins": "2,5,20"}),
-    "votes + sampled negatives": ({"augment": "knn"}, {"negative_sampling": "rank"}, {}),
-    "votes + max_csim 0.9": ({"augment": "knn"}, {"max_csim": 0.9}, {}),
+    "votes + sampled negatives, max_csim 0.9": ({"augment": "votes"}, SAMPLED, {}),
+    "votes + sampled negatives, max_csim 0.9 + alpha per bin": ({"augment": "votes"}, SAMPLED, {"frequency_bins": "2,5,20"}),
+    "votes + sampled negatives": ({"augment": "votes"}, {"negative_sampling": "rank"}, {}),
+    "votes + max_csim 0.9": ({"augment": "votes"}, {"max_csim": 0.9}, {}),
     "sampled negatives, max_csim 0.9": ({}, SAMPLED, {}),
     "centroids + sampled negatives, max_csim 0.9": ({"augment": "centroid"}, SAMPLED, {}),
-    "votes + sampled negatives, max_csim 0.9 + softmax": ({"augment": "knn"}, {**SAMPLED, "loss": "softmax"}, {}),
-    "votes + sampled negatives, max_csim 0.9 + frozen stage 5": ({"augment": "knn"}, {**SAMPLED, "frozen_epochs": 5}, {}),
-    "votes + sampled negatives, max_csim 0.9 + per-label mix": ({"augment": "knn"}, {**SAMPLED, "mix": "per_label"}, {}),
+    "votes + sampled negatives, max_csim 0.9 + softmax": ({"augment": "votes"}, {**SAMPLED, "loss": "softmax"}, {}),
+    "votes + sampled negatives, max_csim 0.9 + frozen stage 5": ({"augment": "votes"}, {**SAMPLED, "frozen_epochs": 5}, {}),
+    "votes + sampled negatives, max_csim 0.9 + per-label mix": ({"augment": "votes"}, {**SAMPLED, "mix": "per_label"}, {}),
 }
 
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--configs", default="", help="names separated by | (default: all)")
     a = ap.parse_args(argv)
-    from mufin_lib import fusion, ranker, retrieval
+    from mufin_lib.stages import evaluate, module3, module4
 
     base = (ROOT / a.run_dir).resolve()
     names = [n for n in CONFIGS if not a.configs or n in a.configs.split("|")]
@@ -78,12 +78,12 @@ def main(argv=None) -> int:
         run = open_run(d)
         c4, c5, c6 = CONFIGS[name]
         t = time.perf_counter()
-        p4 = replace(stage_parameters(base, "04", [], retrieval.RetrievalParams), **c4)
-        sl = retrieval.shortlist_stage(run, p4)
-        p5 = replace(stage_parameters(base, "05", [], ranker.RankerParams), **c5)
-        _, hist = ranker.train_stage(run, p5, progress=False)
-        p6 = replace(stage_parameters(base, "06", [], fusion.EvaluateParams), timing_points=0, **c6)
-        r6 = fusion.evaluate_stage(run, p6)
+        p4 = replace(stage_parameters(base, "04", [], module3.Module3Params), **c4)
+        sl = module3.stage(run, p4).table
+        p5 = replace(stage_parameters(base, "05", [], module4.Module4Params), **c5)
+        hist = module4.stage(run, p5, progress=False).history
+        p6 = replace(stage_parameters(base, "06", [], evaluate.EvaluateParams), timing_points=0, **c6)
+        r6 = evaluate.stage(run, p6)
         best = next(r for r in r6.curve if r["alpha"] == r6.alpha)
         test = r6.table.set_index("method")
         main_row = r6.summary["mufin"]

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mufin_lib.artifacts import open_run  # noqa: E402
-from mufin_lib.fusion import evaluate_fused, score_split, tune_alpha  # noqa: E402
+from mufin_lib.fusion import evaluate_fused, tune_alpha  # noqa: E402
 from mufin_lib.paths import RUNS_DIR, atomic_write  # noqa: E402
-from mufin_lib.ranker import RankerParams, train_stage  # noqa: E402
+from mufin_lib.stages.evaluate import score_split  # noqa: E402
+from mufin_lib.stages.module4 import Module4Params, train  # noqa: E402
 
 # What each variant changes from the default preset's Module IV (epochs 8, patience 2, epoch kept on validation)
 BASE = {"epochs": 8, "patience": 2}
@@ -38,9 +39,9 @@ METRICS = ("P@1", "P@3", "P@5", "PSP@5")
 
 def run_variant(run, name: str, overrides: dict) -> dict:
     """Train the variant under runs/benchmarks/, then score it as stage 06 does (alpha tuned on validation)."""
-    params = RankerParams(**{**BASE, **overrides})
+    params = Module4Params(**{**BASE, **overrides})
     t = time.perf_counter()
-    ranker, hist = train_stage(run, params, out=RUNS_DIR / "benchmarks" / "ranker_variants" / run.dir.name / name)
+    ranker, hist = train(run, params, out=RUNS_DIR / "benchmarks" / "ranker_variants" / run.dir.name / name)
     train_s = time.perf_counter() - t
     inv_p = run.inv_propensity()
     scored = {split: score_split(run, split, ranker) for split in ("val", "test")}

@@ -1,10 +1,13 @@
 """Padded, masked bags of pre-embeddings for batches of products (title row + up to k image rows)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from .encoders import Embeddings
+from .paths import atomic_path
 
 
 def image_dim(emb: Embeddings) -> int:
@@ -38,6 +41,40 @@ class BagTable:
     def rows_of(self, uids) -> np.ndarray:
         return np.array([self.row[u] for u in uids], np.int64)
 
+    def subset(self, uids) -> "BagTable":
+        """The bags of `uids` alone (e.g. the labels: what a carried model keeps), the same values bit for bit."""
+        rows = self.rows_of(uids)
+        img_rows = [np.arange(self.offsets[r], self.offsets[r] + self.counts[r]) for r in rows]
+        flat = np.concatenate(img_rows) if img_rows else np.zeros(0, np.int64)
+        counts = self.counts[rows].copy()
+        return BagTable.from_arrays(list(uids), self.text[torch.from_numpy(rows)].numpy(),
+                                    self.image[torch.from_numpy(flat)].numpy().reshape(-1, self.image_dim),
+                                    np.concatenate([[0], np.cumsum(counts)]), counts, self.has_text[rows].copy(),
+                                    self.keep_top_k)
+
+    @classmethod
+    def from_arrays(cls, uids, text, image, offsets, counts, has_text, keep_top_k: int) -> "BagTable":
+        self = cls.__new__(cls)
+        self.uids, self.row = list(uids), {u: i for i, u in enumerate(uids)}
+        self.text = torch.from_numpy(np.array(text, dtype=np.float32))
+        self.image_dim = int(image.shape[1])
+        self.image = torch.from_numpy(np.vstack([np.asarray(image, np.float32), np.zeros((1, self.image_dim), np.float32)]))
+        self.offsets, self.counts = np.asarray(offsets, np.int64), np.asarray(counts, np.int64)
+        self.has_text, self.keep_top_k = np.asarray(has_text, bool), int(keep_top_k)
+        return self
+
+    def save(self, path: Path) -> None:
+        with atomic_path(Path(path)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, uids=np.array(self.uids), text=self.text.numpy(), image=self.image[:-1].numpy(),
+                         offsets=self.offsets, counts=self.counts, has_text=self.has_text, keep_top_k=self.keep_top_k)
+
+    @classmethod
+    def load(cls, path: Path) -> "BagTable":
+        z = np.load(path)
+        return cls.from_arrays(z["uids"].tolist(), z["text"], z["image"], z["offsets"], z["counts"], z["has_text"],
+                               int(z["keep_top_k"]))
+
     def batch(self, rows: np.ndarray):
         rows = np.asarray(rows)
         cnt = self.counts[rows]
@@ -63,8 +100,9 @@ def to_device(inputs, dev):
 
 
 def bag_source(model, ds, emb: Embeddings | None, params):
-    """What a trained Module I model reads (params: its Module1Params): cached pre-embeddings (frozen
-    encoders) or raw titles and images through its fine-tuned encoders."""
+    """What a trained Module I model reads (params: its parameters, any object with freeze_encoders, keep_top_k,
+    modalities and image_encoder): cached pre-embeddings (frozen encoders) or raw titles and images through its
+    fine-tuned encoders."""
     if params.freeze_encoders:
         return BagTable(emb, params.keep_top_k, params.modalities)
     from .encoders import load_image_encoder

@@ -3,6 +3,8 @@
     mufin run ...              execute the notebooks (see mufin_lib.run)
     mufin data verify NAME     check a dataset's files against data_manifest/NAME.yaml
     mufin data list            list the datasets of the manifest
+    mufin predict ...          recommend for new products (--run runs/<id> or --model DIR)
+    mufin export RUN DIR       write a run's trained model as one folder that predicts alone
 """
 from __future__ import annotations
 
@@ -40,16 +42,31 @@ def main(argv: list[str] | None = None) -> int:
     ip.add_argument("--workers", type=int, default=8)
     ip.add_argument("--keep-top-k", type=int, default=15)
     pp = sub.add_parser("predict", help="recommend products for new products (JSONL in, JSONL out)")
-    pp.add_argument("--run", required=True, help="a finished run directory (runs/<id>)")
+    src = pp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a finished run directory (runs/<id>, stages 01-06)")
+    src.add_argument("--model", help="a model folder (written by mufin export)")
     pp.add_argument("--input", required=True, help='JSON lines: {"id", "title", "images": [paths or URLs]}')
     pp.add_argument("--output", help="default: INPUT.recommendations.jsonl")
     pp.add_argument("--top-k", type=positive_int, default=10, help="recommendations per product (1 or more)")
+    ep = sub.add_parser("export", help="write a run's trained model (stages 02-06) as one folder that predicts alone")
+    ep.add_argument("run", help="a finished run directory (runs/<id>)")
+    ep.add_argument("folder", help="the model folder to write")
     args = ap.parse_args(argv)
+    if args.cmd == "export":
+        from .artifacts import open_run
+        from .stages.evaluate import export
+        try:
+            out = export(open_run(args.run), args.folder)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"mufin export: error: {e}")
+            return 2
+        print(f"model folder written: {out} (load it with mufin_lib.predictor.Predictor.load, or mufin predict --model)")
+        return 0
     if args.cmd == "predict":
         from .predict import predict_file
         try:
-            res = predict_file(args.run, args.input, args.output, args.top_k)
-        except FileNotFoundError as e:
+            res = predict_file(args.input, args.output, args.top_k, run=args.run, model=args.model)
+        except (FileNotFoundError, ValueError) as e:
             print(f"mufin predict: error: {e}")
             return 2
         print(f"{res['recommended']} products recommended, {res['problems']} reported without recommendations -> {res['output']}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .layout import BY_NUMBER
 from .paths import NOTEBOOKS_DIR, PRESETS_DIR
 
 # Injected by the runner into every notebook; notebooks declare them too, so JupyterLab works alone.
@@ -29,7 +30,7 @@ class ConfigError(ValueError):
 class NotebookSpec:
     path: Path
     number: str  # "01"
-    name: str  # "01_curate_dataset"
+    name: str  # "01_dataset_curation"
     parameters: dict[str, Any] = field(default_factory=dict)  # name -> default (typed)
 
 
@@ -84,10 +85,6 @@ def select_notebooks(specs: list[NotebookSpec], only: str | None) -> list[Notebo
         if by_key[key] not in chosen:
             chosen.append(by_key[key])
     return sorted(chosen, key=lambda s: s.name)
-
-
-def type_name(default: Any) -> str:
-    return type(default).__name__
 
 
 def coerce(name: str, default: Any, value: Any, origin: str) -> Any:
@@ -245,38 +242,20 @@ def check_value(name: str, value: Any, meta, origin: str) -> None:
             raise ConfigError(f"{origin}: parameter '{name}' must be in {span}, got {value!r}")
 
 
-def check_parameters(final: dict[str, dict[str, Any]], origin: str = "parameters") -> None:
-    """Every value against its Params field's range or choices (notebook name -> parameters), so that a value
-    such as test_fraction=1.5 is refused before any kernel starts, naming the parameter and the valid range."""
+def check_parameters(final: dict[str, dict[str, Any]], params_class, origin: str = "parameters") -> None:
+    """Every value against its Params field's range or choices (notebook name -> parameters; `params_class(number)`
+    gives a stage's Params, mufin_lib.stages.params_class), so that a value such as test_fraction=1.5 is refused
+    before any kernel starts, naming the parameter and the valid range."""
     from dataclasses import fields
 
     for nb_name, values in final.items():
         number = nb_name[:2]
-        if number not in STAGE_PARAMS:
+        if number not in BY_NUMBER:
             continue
-        meta = {f.name: f.metadata for f in fields(stage_params_class(number))}
+        meta = {f.name: f.metadata for f in fields(params_class(number))}
         for name, value in values.items():
             if name in meta:
                 check_value(name, value, meta[name], f"{origin} of {nb_name}")
-
-# notebook number -> "module:Class" (imported on use: reading parameters must not import torch)
-STAGE_PARAMS = {
-    "01": "mufin_lib.data.prepare:DataParams",
-    "02": "mufin_lib.module1:Module1Params",
-    "03": "mufin_lib.retrieval:RetrievalParams",
-    "04": "mufin_lib.retrieval:RetrievalParams",
-    "05": "mufin_lib.ranker:RankerParams",
-    "06": "mufin_lib.fusion:EvaluateParams",
-    "07": "mufin_lib.peers:PeersParams",
-    "11": "mufin_lib.report:BenchmarksParams",
-}
-
-
-def stage_params_class(number: str):
-    import importlib
-
-    mod, cls = STAGE_PARAMS[number].split(":")
-    return getattr(importlib.import_module(mod), cls)
 
 
 def params_from(cls, values: dict[str, Any]):
@@ -285,24 +264,3 @@ def params_from(cls, values: dict[str, Any]):
     from dataclasses import fields
 
     return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
-
-
-def stage_parameters(run_dir: str | Path, number: str, overrides: list[str], cls=None):
-    """What notebook `number` has (or would have) in a run: its recorded parameters in run.json, else its
-    defaults under the run's preset; then `-p` overrides through the runner's parser. With `cls`, the Params
-    dataclass built from them (the torchrun entries: exactly what the notebook would train with)."""
-    specs = discover_notebooks()
-    spec = select_notebooks(specs, number)
-    f = Path(run_dir) / "run.json"
-    record = json.loads(f.read_text()) if f.exists() else {}
-    recorded = (record.get("notebooks") or {}).get(spec[0].name)
-    if recorded is not None:
-        final = {spec[0].name: dict(recorded["parameters"])}
-    else:
-        final = resolve_parameters(specs, spec, record.get("preset"), [])
-        final[spec[0].name] = {**{k: v for k, v in spec[0].parameters.items() if k not in RUNNER_PARAMETERS},
-                               **final[spec[0].name]}
-    final = apply_overrides(specs, spec, final, overrides)
-    check_parameters(final)
-    final = final[spec[0].name]
-    return final if cls is None else params_from(cls, final)

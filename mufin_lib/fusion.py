@@ -1,19 +1,17 @@
-"""Fusion (spec §8) and stage 06: score = alpha * <x^1, z_l^1> + (1 - alpha) * ranker(x, l) over each shortlist.
+"""Fusion (spec §8): score = alpha * <x^1, z_l^1> + (1 - alpha) * ranker(x, l) over each shortlist.
 
-Kit options (not the paper; named in EvaluateParams): alpha per label-frequency bin, and two added terms from the
+Kit options (not the paper; stage 06 names them): alpha per label-frequency bin, and two added terms from the
 training points, beta * votes(x, l) (Module III's training-point votes: the summed similarities of the point's
 nearest training points that bought l, over the number of voters) and gamma * log(1 + n_l) / log(1 + max n)
 (label popularity in the fit points): the per-label evidence and bias that a unit-norm cosine score lacks.
 
-This module owns alpha: it scores shortlists (the embedding score from the Module I model that retrieved them,
-the ranker's score), tunes alpha on validation, saves it with its metric and curve in evaluate/alpha.json,
-loads it back (`open_run(...).alpha`, which `Predictor` uses) and evaluates fused scores. Notebook 06 is
-`evaluate_stage(open_run(run_dir), EvaluateParams(...))`.
+Here: scoring shortlists, fusing, tuning alpha (and the terms) on validation scores, and `FusionParams`, what a
+trained model fuses with (saved beside it as fusion.json). Nothing here knows runs or stages.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +19,9 @@ import scipy.sparse as sp
 import torch
 
 from .bags import to_device
-from .config import choice, ranged
+from .layout import ALPHA, FUSION
 from .metrics import evaluate
 from .paths import atomic_write
-
-ALPHA_FILE = "alpha.json"
-
-
-@dataclass
-class EvaluateParams:
-    """Stage 06's parameters (notebook 06's parameters cell equals these defaults)."""
-    alpha_metric: str = choice("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5")  # the validation metric that picks alpha
-    propensity_A: float = ranged(0.6, 0, lo_open=True)
-    propensity_B: float = ranged(2.6, 0)
-    # kit option (the paper's future work, popularity-aware scoring): one alpha per bin of label training frequency,
-    # tuned on validation from the global alpha, one bin at a time; "" keeps one alpha for every label (the paper)
-    frequency_bins: str = ""  # bin edges in training points per label, e.g. "2,5,20": bins 0-1, 2-4, 5-19, 20+
-    # kit options (on by default; the paper preset turns them off): + beta * training-point votes and + gamma *
-    # log-popularity, beta, gamma and alpha tuned together on validation over VOTE_GRID x PRIOR_GRID x the alpha grid
-    votes: bool = True
-    prior: bool = True
-    vote_neighbours: int = ranged(20, 1)  # Module I's nearest fit points that vote
-    timing_points: int = ranged(50, 0)  # products encoded from raw title and images to time prediction (0: no timing)
-    seed: int = 0
 
 
 @torch.no_grad()
@@ -111,29 +89,17 @@ VOTE_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 PRIOR_GRID = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
-def fit_labels(run) -> sp.csr_matrix:
-    """The labels of the fit points (train minus validation): what label frequencies are counted on, so that a
-    validation point's own labels never count towards what tunes the fusion."""
-    return run.dataset.Y["train"][run.carve[0]]
-
-
 def log_popularity(Y_fit: sp.csr_matrix) -> np.ndarray:
     """Per label, log(1 + training points) / log(1 + the most): 0 for unseen labels, 1 for the most popular."""
     freq = np.asarray((sp.csr_matrix(Y_fit) > 0).sum(0)).ravel()
     return (np.log1p(freq) / max(np.log1p(freq.max()), 1e-12)).astype(np.float32)
 
 
-def point_terms(run, x1: np.ndarray, shortlist: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """(votes, log-popularity) of each shortlisted (point, label), for points embedded by Module I (x1)."""
-    votes = run.train_votes(neighbours).pair_votes(x1, shortlist)
-    return votes, np.where(shortlist >= 0, log_popularity(fit_labels(run))[np.maximum(shortlist, 0)], 0.0)
-
-
-def split_terms(run, split: str, shortlist: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """point_terms for a split's points."""
-    from .bags import embed_rows
-    x1 = embed_rows(run.module1, run.bags, run.bags.rows_of(run.split(split).uids))
-    return point_terms(run, x1, shortlist, neighbours)
+def pair_terms(voters, popularity: np.ndarray, x1: np.ndarray, shortlist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(votes, log-popularity) of each shortlisted (point, label), for points embedded by Module I (x1); `voters` is
+    Module III's TrainVotes over the fit points, `popularity` their `log_popularity`."""
+    votes = voters.pair_votes(x1, shortlist)
+    return votes, np.where(shortlist >= 0, popularity[np.maximum(shortlist, 0)], 0.0)
 
 
 def added(terms: dict | None, votes, prior):
@@ -200,49 +166,21 @@ def save_alpha(folder: str | Path, alpha: float, metric: str, curve: list[dict],
     run's results; with popularity-aware fusion also {"edges", "bins" (names), "alphas"} per label-frequency bin; with
     the added terms {"alpha", "vote_weight", "prior_weight", "vote_neighbours"} (the per-bin alphas then start from
     that alpha and are tuned with the terms in)."""
-    f = Path(folder) / ALPHA_FILE
+    f = Path(folder) / ALPHA
     with atomic_write(f) as out:
         json.dump({"alpha": alpha, "metric": metric, "curve": curve, "by_frequency": by_frequency, "terms": terms},
                   out, indent=2)
     return f
 
 
-def label_alphas(run) -> float | np.ndarray:
-    """The fusion weight a run predicts with: one per label when stage 06 tuned them by frequency, else the alpha
-    tuned with the added terms, else its alpha."""
-    rec = run.alpha_record
-    by = rec.get("by_frequency")
-    if not by:
-        return (rec.get("terms") or rec)["alpha"]
-    bins, _ = label_bins(fit_labels(run), by["edges"])
-    return np.asarray(by["alphas"], np.float32)[bins]
-
-
-def run_extra(run, x1: np.ndarray, shortlist: np.ndarray):
-    """The added terms a run predicts with, for points embedded by Module I (0 when stage 06 added none)."""
-    terms = run.alpha_record.get("terms")
-    if not terms:
-        return 0.0
-    return added(terms, *point_terms(run, x1, shortlist, terms["vote_neighbours"]))
-
-
 def load_alpha(folder: str | Path) -> dict:
-    f = Path(folder) / ALPHA_FILE
+    f = Path(folder) / ALPHA
     if not f.exists():
-        raise FileNotFoundError(f"{f}: missing; run notebook 06_evaluate first (it tunes alpha)")
+        raise FileNotFoundError(f"{f}: missing (stage 06, evaluate, tunes alpha)")
     rec = json.loads(f.read_text())
     if not isinstance(rec.get("alpha"), (int, float)) or not 0.0 <= rec["alpha"] <= 1.0:
         raise ValueError(f"{f}: 'alpha' must be a number in [0, 1], got {rec.get('alpha')!r}")
     return rec
-
-
-def score_split(run, split: str, ranker=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(embedding scores, ranker scores, shortlist) of a split's shortlists in an open run, by the run's ranker
-    or another one (a variant trained on the same run)."""
-    _, sl = run.shortlists(split)
-    e, r = score_shortlists(ranker or run.ranker, run.bags, run.bags.rows_of(run.split(split).uids), run.label_rows, sl,
-                            module1=run.module1)
-    return e, r, sl
 
 
 def mufin_variants(rec: dict, per_label, emb, rnk, shortlist, n_labels: int, votes=None, prior=None) -> list[tuple[str, sp.csr_matrix]]:
@@ -267,63 +205,53 @@ def mufin_variants(rec: dict, per_label, emb, rnk, shortlist, n_labels: int, vot
 
 
 @dataclass
-class EvaluateResult:
+class FusionParams:
+    """What a trained MUFIN fuses with, once: score = alpha * <x^1, z_l^1> + (1 - alpha) * ranker
+    + vote_weight * votes + prior_weight * log-popularity, with one alpha per label-frequency bin when `bin_edges` is
+    set. `paper_alpha` is the alpha of the paper's score alone (tuned without the added terms): a row of the tables,
+    never what prediction uses."""
     alpha: float
-    curve: list  # validation metrics per alpha of the grid
-    table: "object"  # pandas DataFrame: Module I, MUFIN-(alpha=1), Module IV alone, MUFIN on test
-    timing: dict  # ms per point: encode / retrieve / rank
-    summary: dict  # what metrics.json reports
+    paper_alpha: float
+    vote_weight: float = 0.0
+    prior_weight: float = 0.0
+    vote_neighbours: int = 20  # Module I's nearest fit points that vote
+    added_terms: bool = False  # stage 06 tuned the terms (their weights may still be 0)
+    bin_edges: str = ""  # "2,5,20": bins 0-1, 2-4, 5-19, 20+ of training points per label ("": one alpha)
+    bin_alphas: list = field(default_factory=list)  # one alpha per bin
 
+    @classmethod
+    def from_record(cls, rec: dict) -> "FusionParams":
+        """From stage 06's validation record (alpha.json: `save_alpha`'s fields)."""
+        terms, by = rec.get("terms") or {}, rec.get("by_frequency") or {}
+        return cls(alpha=float(terms.get("alpha", rec["alpha"])), paper_alpha=float(rec["alpha"]),
+                   vote_weight=float(terms.get("vote_weight", 0.0)), prior_weight=float(terms.get("prior_weight", 0.0)),
+                   vote_neighbours=int(terms.get("vote_neighbours", 20)), added_terms=bool(terms),
+                   bin_edges=by.get("edges", ""), bin_alphas=[float(a) for a in by.get("alphas", [])])
 
-# the paper's figures, as data: MM-AmazonTitles-300K, paper's encoders, 4 V100s (supplementary §F, Table 6)
-PAPER_P1 = {"MUFIN": 52.30}
+    def label_alpha(self, Y_fit: sp.csr_matrix) -> float | np.ndarray:
+        """One alpha, or one per label from its bin of fit-point frequency."""
+        if not self.bin_edges:
+            return self.alpha
+        bins, _ = label_bins(Y_fit, self.bin_edges)
+        return np.asarray(self.bin_alphas, np.float64)[bins]  # as stage 06 evaluated them
 
+    def extra(self, votes, prior):
+        """vote_weight * votes + prior_weight * log-popularity (0 when stage 06 added no terms)."""
+        return added(asdict(self), votes, prior) if self.added_terms else 0.0
 
-def evaluate_stage(run, params: EvaluateParams) -> EvaluateResult:
-    """Stage 06: tune alpha on the validation half that did not choose Module IV's epoch (saved with the run), then the main table on test."""
-    import pandas as pd
+    def save(self, folder: str | Path) -> Path:
+        f = Path(folder) / FUSION
+        with atomic_write(f) as out:
+            json.dump(asdict(self), out, indent=2)
+        return f
 
-    from .module1 import evaluate_model
-    from .predict import time_prediction
-
-    inv_p = run.inv_propensity(params.propensity_A, params.propensity_B)
-    val, test = run.split("val-alpha"), run.split("test")  # the other half chose Module IV's epoch
-    e, r, sl = score_split(run, "val-alpha")
-    alpha, curve = tune_alpha(e, r, sl, val.Y, val.filter, inv_p, metric=params.alpha_metric)
-    terms, extra = None, 0.0
-    if params.votes or params.prior:
-        v, p = split_terms(run, "val-alpha", sl, params.vote_neighbours)
-        terms = {**tune_terms(e, r, sl, v, p, val.Y, val.filter, inv_p, params.alpha_metric, params.votes, params.prior),
-                 "votes": params.votes, "prior": params.prior, "vote_neighbours": params.vote_neighbours}
-        extra = added(terms, v, p)
-    by_freq, per_label = None, None
-    if params.frequency_bins:
-        bins, names = label_bins(fit_labels(run), params.frequency_bins)
-        per_bin, _ = tune_alpha_bins(e, r, sl, val.Y, val.filter, inv_p, bins, len(names),
-                                     terms["alpha"] if terms else alpha, metric=params.alpha_metric, extra=extra)
-        by_freq = {"edges": params.frequency_bins, "bins": names, "alphas": [float(a) for a in per_bin],
-                   "labels_per_bin": np.bincount(bins, minlength=len(names)).tolist()}
-        per_label = per_bin[bins]
-    save_alpha(run.stage("evaluate"), alpha, params.alpha_metric, curve, by_freq, terms)
-    e, r, sl = score_split(run, "test")
-    v, p = split_terms(run, "test", sl, params.vote_neighbours) if terms else (None, None)
-    rows = [{"method": "Module I only (exact NN)",
-             **evaluate_model(run.module1, run.dataset, run.embeddings, "test", run.module1_params, inv_p)}]
-    rec = {"alpha": alpha, "by_frequency": by_freq, "terms": terms}
-    for name, scores in mufin_variants(rec, per_label, e, r, sl, test.Y.shape[1], v, p):
-        rows.append({"method": name, **evaluate(scores, test.Y, inv_p, test.filter)})
-    table = pd.DataFrame(rows)
-    table.insert(0, "data", run.data_name)
-    table["A"], table["B"] = params.propensity_A, params.propensity_B
-    main = rows[-1]["method"]  # the MUFIN the run predicts with
-    paper_row = f"MUFIN (alpha={alpha})"  # the paper's score (the kit's options are not the paper's method)
-    table["paper_P@1 (MM-AmazonTitles-300K)"] = [PAPER_P1["MUFIN"] if m == paper_row else None for m in table["method"]]
-    timing = (time_prediction(run, n_points=params.timing_points, shortlist=sl.shape[1], seed=params.seed)
-              if params.timing_points else {})
-    by = table.set_index("method")
-    summary = {"data": run.data_title, "synthetic": run.synthetic, "alpha": alpha, "alpha_metric": params.alpha_metric,
-               "alpha_by_frequency": by_freq, "fusion_terms": terms, "mufin": main,
-               "A": params.propensity_A, "B": params.propensity_B, "results": table.to_dict("records"),
-               "timing_ms_per_point": timing,
-               "mufin_minus_alpha1_P@1": round(by.loc[main, "P@1"] - by.loc["MUFIN-(alpha=1)", "P@1"], 4)}
-    return EvaluateResult(alpha, curve, table, timing, summary)
+    @classmethod
+    def load(cls, folder: str | Path) -> "FusionParams":
+        f = Path(folder) / FUSION
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: missing (stage 06, evaluate, saves what prediction fuses with)")
+        rec = json.loads(f.read_text())
+        unknown = set(rec) - set(cls.__dataclass_fields__)
+        if unknown or not 0.0 <= rec.get("alpha", -1) <= 1.0:
+            raise ValueError(f"{f}: expected FusionParams fields with alpha in [0, 1]; got {sorted(rec)}")
+        return cls(**rec)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .layout import PROPENSITY_A, PROPENSITY_B
+
 KS = (1, 3, 5)
 
 
-def inv_propensity(Y_train: sp.spmatrix, A: float = 0.6, B: float = 2.6) -> np.ndarray:
+def inv_propensity(Y_train: sp.spmatrix, A: float = PROPENSITY_A, B: float = PROPENSITY_B) -> np.ndarray:
     n = Y_train.shape[0]
     freq = np.asarray((Y_train > 0).sum(0)).ravel()
     C = (np.log(n) - 1) * (B + 1) ** A
@@ -27,6 +29,11 @@ def _drop(M: sp.csr_matrix, filt: np.ndarray | None) -> sp.csr_matrix:
         M = M - M.multiply(mask > 0)
         M.eliminate_zeros()
     return M
+
+
+def filter_room(filt: np.ndarray) -> int:
+    """The most filter pairs of one point: retrieving k + this many leaves k after filtering."""
+    return int(np.bincount(filt[:, 0]).max()) if len(filt) else 0
 
 
 def topk_from_scores(scores: sp.csr_matrix, k: int) -> np.ndarray:
@@ -135,22 +142,20 @@ def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.n
             "verdict": "win" if lo > 0 else "loss" if hi < 0 else "tie"}
 
 
-def recall_at_k(scores: sp.csr_matrix, Y_true: sp.csr_matrix, ks=(10, 50, 100, 200, 300),
-                filt: np.ndarray | None = None) -> dict[str, float]:
-    """Shortlist recall R@k: the share of each point's positives found in its top k, averaged over points
-    with a positive."""
+def recall_at_k(labels: np.ndarray, Y_true, ks=(10, 50, 100, 200, 300), filt: np.ndarray | None = None) -> dict[str, float]:
+    """Shortlist recall R@k: the share of each point's positives among its first k labels (`labels`: n x K label
+    ids, best first, -1 empty), averaged over points with a positive; filter pairs leave truth and labels first."""
     Y = _drop(sp.csr_matrix(Y_true) > 0, filt)
-    S = _drop(scores, filt)
-    top = topk_from_scores(S, max(ks))
+    fset = {(int(r), int(c)) for r, c in (filt if filt is not None else [])}
     n_pos = Y.getnnz(1)
+    has = n_pos > 0
     out = {}
     for k in ks:
-        found = np.zeros(Y.shape[0])
-        for i in range(Y.shape[0]):
-            t = top[i, :k]
-            t = t[t >= 0]
-            if len(t):
-                found[i] = np.asarray(Y[i, t].sum()).item()
-        has = n_pos > 0
-        out[f"R@{k}"] = round(float(100 * (found[has] / n_pos[has]).mean()) if has.any() else 0.0, 4)
+        if k > labels.shape[1]:
+            continue
+        found = np.zeros(len(labels))
+        for i in np.flatnonzero(has):
+            cand = [int(l) for l in labels[i] if l >= 0 and (i, int(l)) not in fset][:k]
+            found[i] = len(set(Y.indices[Y.indptr[i]:Y.indptr[i + 1]].tolist()).intersection(cand)) / n_pos[i]
+        out[f"R@{k}"] = round(float(100 * found[has].mean()) if has.any() else 0.0, 4)
     return out

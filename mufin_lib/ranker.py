@@ -5,14 +5,17 @@ label's bag Z_l^1 as keys and values (residual + LayerNorm), and the masked mean
 vector x^{2,l}. A one-vs-all classifier w_l (a learned mix of a free vector and the label's own embedding
 z_l^1, both normalised) scores it: cos(x^{2,l}, w_l). Training: per point |S_i| = 2 positives and
 |T_i| = 12 hard negatives from its shortlist; cosine embedding loss with margin 0.5.
-Fusion: score = alpha * <x^1, z_l^1> + (1 - alpha) * ranker score; alpha is tuned on validation.
+Fusion with the embedding score is fusion.py's. `params` is stage 05's Module4Params
+(mufin_lib.stages.module4), read by its fields.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+import copy
+from dataclasses import asdict
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -22,53 +25,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bags import embed_rows, to_device
-from .config import choice, ranged
-from .data.xc import own_label
-from .artifacts import filter_rows
 from .fusion import score_shortlists, tune_alpha
-from .model import MufinEncoder, identity_attention, masked_mean
+from .layout import CHECKPOINTS, HISTORY, MODEL
+from .model import MufinEncoder, SelfAttention, identity_attention, masked_mean
 from .paths import atomic_path, atomic_write
 from .progress import tqdm
-from .training import (dist_info, discard_stale_checkpoints, init_distributed, load_checkpoint, optimizer,
-                       optimizer_step, report_rank0, save_checkpoint, torchrun_entry)
-
-
-@dataclass
-class RankerParams:
-    epochs: int = ranged(3, 1)  # paper: 20
-    lr: float = ranged(5e-5, 0, lo_open=True)  # Table 5
-    encoder_lr: float = ranged(5e-5, 0)  # Module I's bottlenecks and A_S (paper 5e-5; authors' code 1e-5)
-    classifier_lr: float = ranged(0.0, 0)  # the one-vs-all free vectors and their mix (0: lr; authors' code 5e-3)
-    batch_size: int = ranged(200, 1)  # Table 5
-    positives: int = ranged(2, 1)  # |S_i|
-    negatives: int = ranged(12, 0)  # |T_i|, hard, from the shortlist
-    margin: float = ranged(0.5, -1, 1)
-    # negatives from the shortlist: "top" takes the highest-ranked non-positives (the kit's reading of the paper's
-    # "hard negatives"); "rank" samples them, probability 1 / (rank + 1) (the authors' code samples by score)
-    negative_sampling: str = choice("top", "rank")
-    # drop a shortlisted negative whose Module I label embedding has cosine above this with one of the point's
-    # positives: a near-duplicate of a positive (colour variant) is likely an unlabelled positive. 1: keep all;
-    # authors' code: 0.9 (max_csim)
-    max_csim: float = ranged(1.0, -1, 1)
-    loss: str = choice("cosine_embedding", "softmax")  # paper | "softmax": a kit option, listwise over each point's S_i and T_i
-    temperature: float = ranged(0.1, 0, lo_open=True)  # softmax loss only
-    warmup_steps: int = ranged(20, 0)
-    schedule: str = choice("cosine", "linear")
-    weight_decay: float = ranged(0.01, 0)
-    grad_clip: float = ranged(1.0, 0, lo_open=True)
-    train_encoder: bool = True  # paper: Module I's layers train on; False freezes them
-    reinit_self_attention: bool = False  # authors' code: A_S re-initialised in Module IV
-    # authors' two ranker stages: first `frozen_epochs` on Module I's frozen features (MufinXAttnRanker, 20 epochs),
-    # then `epochs` with them training at encoder_lr (MufinXAttnRankerpp). 0: the encoder trains from the start
-    frozen_epochs: int = ranged(0, 0)
-    mix: str = choice("global", "per_label")  # w_l's mix of free vector and z_l: one weight (kit) | one per label (authors' code)
-    combiner: str = choice("cross_attention", "concat", "none")  # cross_attention (A_C) | concat ("ConCat" ablation) | none ("no A_C")
-    # kit: keep the epoch whose fused score (best alpha) has the best P@1 on `val_points` validation points
-    # (the paper keeps the last epoch). patience > 0 also stops after that many epochs without a gain.
-    select_epoch: bool = True
-    val_points: int = ranged(1000, 1)
-    patience: int = ranged(0, 0)
-    seed: int = 0
+from .training import dist_info, init_distributed, load_checkpoint, optimizer, optimizer_step, save_checkpoint
 
 
 class CrossAttention(nn.Module):
@@ -78,8 +40,8 @@ class CrossAttention(nn.Module):
         super().__init__()
         # identity projections as A_S, but the residual branch starts at zero: at the start x^{2,l} is the
         # point's own mean (~ x^1), so the ranker scores as <x^1, z_l^1> and training moves it from there.
-        # With an identity out-projection the label's bag is added to every point row from the start, and on
-        # the default synthetic run the ranker alone fell from 34.6 to 20.6 val P@1 in one epoch (34.5 this way).
+        # With an identity out-projection the label's bag is added to every point row from the start, which
+        # cost the ranker most of its validation P@1 in its first epoch (REPRODUCE.md).
         self.attn = identity_attention(D, heads, dropout, out_scale=0.0)
         self.norm = nn.LayerNorm(D)
 
@@ -151,7 +113,7 @@ def softmax_loss(scores, target, point, n_points: int, temperature: float = 0.1)
     return (torch.logaddexp(sp_, lse[point[pos]]) - sp_).mean()
 
 
-def ranker_loss(scores, target, point, n_points: int, params: "RankerParams"):
+def ranker_loss(scores, target, point, n_points: int, params):
     if params.loss == "cosine_embedding":
         return cosine_embedding_loss(scores, target, params.margin)
     if params.loss == "softmax":
@@ -187,13 +149,87 @@ def sample_pairs(Y: sp.csr_matrix, rows: np.ndarray, shortlist: np.ndarray, own:
     return np.array(pts, np.int64), np.array(labs, np.int64), np.array(tgt, np.float32)
 
 
+def _param_groups(ranker: Ranker, params) -> tuple[list[dict], list]:
+    """(optimizer groups, the encoder's parameters): new layers at lr, the one-vs-all classifiers at classifier_lr
+    (the authors train them at 100x the encoder's lr), Module I's layers at encoder_lr when they train."""
+    enc_params = list(ranker.encoder.parameters())
+    for p in enc_params:
+        p.requires_grad_(params.train_encoder)
+    clf = {"free", "mix"}
+    groups = [{"params": [p for n, p in ranker.named_parameters() if not n.startswith("encoder.") and n not in clf],
+               "lr": params.lr},
+              {"params": [ranker.free, ranker.mix], "lr": params.classifier_lr or params.lr}]
+    if params.train_encoder:
+        groups.append({"params": enc_params, "lr": params.encoder_lr})
+    return groups, enc_params
+
+
+def _unit_label_vectors(ranker: Ranker, table, label_rows: np.ndarray, params) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Module I's label vectors z_l^1 before any training, their unit rows for the negatives' near-duplicate
+    check (max_csim; None when every negative is kept))."""
+    z0 = embed_rows(ranker.encoder, table, label_rows)
+    Z = np.asarray(z0, np.float32) / (np.linalg.norm(z0, axis=1, keepdims=True) + 1e-12) if params.max_csim < 1 else None
+    return z0, Z
+
+
+def _epoch(model, ranker: Ranker, opt, sched, table, Y, point_rows, label_rows, shortlist, own, Z, train_pts,
+           epoch: int, n_epochs: int, frozen: bool, params, progress: bool) -> dict:
+    """One epoch of Module IV over the train points; its record (loss, seconds)."""
+    rank, world = dist_info()
+    t0 = time.time()
+    rng = np.random.default_rng([params.seed, 1000 + epoch])
+    torch.manual_seed(params.seed * 100_003 + 1000 + epoch)
+    order = rng.permutation(train_pts)
+    ranker.train()
+    if frozen:  # features as computed once (the authors' precomputed ones): no dropout, no spectral-norm step
+        ranker.encoder.eval()
+    dev = next(ranker.parameters()).device
+    losses = []
+    bar = tqdm(range(0, len(order), params.batch_size),
+               desc=f"module IV epoch {epoch + 1}/{n_epochs}" + (" (frozen features)" if frozen else ""),
+               disable=not progress or rank != 0, mininterval=2, leave=False)
+    for s in bar:
+        rows = order[s:s + params.batch_size][rank::world]
+        pp, ll, tt = sample_pairs(Y, rows, shortlist, own, params.positives, params.negatives, rng,
+                                  params.negative_sampling, Z, params.max_csim)
+        if len(pp) == 0:
+            continue
+        labels, pl = np.unique(ll, return_inverse=True)
+        scores = model(to_device(table.batch(point_rows[rows]), dev), to_device(table.batch(label_rows[labels]), dev),
+                       torch.from_numpy(pp).to(dev), torch.from_numpy(pl).to(dev), torch.from_numpy(labels).to(dev))
+        loss = ranker_loss(scores, torch.from_numpy(tt).to(dev), torch.from_numpy(pp).to(dev), len(rows), params)
+        losses.append(optimizer_step(loss, opt, sched, ranker.parameters(), params.grad_clip))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    return {"epoch": epoch + 1, "frozen_features": frozen, "loss": float(np.mean(losses)) if losses else float("nan"),
+            "seconds": round(time.time() - t0, 2)}
+
+
+def _save_final(ranker: Ranker, history: list[dict], out_dir: Path, best: Path, select: bool, params) -> None:
+    """Load the selected epoch (with select) and write model.pt and history.json (rank 0)."""
+    rank, world = dist_info()
+    chosen = len(history)
+    if select:
+        chosen = _best_epoch(history)
+        if world > 1:
+            torch.distributed.barrier()  # rank 0 wrote best.pt
+        ranker.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
+        for r in history:
+            r["selected"] = r["epoch"] == chosen
+    if rank == 0:
+        with atomic_path(out_dir / MODEL) as tmp:
+            torch.save({"model": ranker.state_dict(), "params": asdict(params), "epoch": chosen}, tmp)
+        with atomic_write(out_dir / HISTORY) as f:
+            json.dump(history, f, indent=2)
+
+
 def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray, label_rows: np.ndarray,
-                 shortlist: np.ndarray, own: np.ndarray, out_dir: str | Path, params: RankerParams,
-                 resume: bool = True, stop_after: int | None = None, progress: bool = True, validate=None):
+                 shortlist: np.ndarray, own: np.ndarray, out_dir: str | Path, params, resume: bool = True,
+                 stop_after: int | None = None, progress: bool = True, validate=None):
     """Train Module IV on the train points (rows of Y/shortlist), checkpointing every epoch atomically.
     `validate(ranker) -> dict` (e.g. `Validation`), called after each epoch on rank 0, adds validation
     metrics to the history; with params.select_epoch the saved ranker is the epoch with the best "val_fused_P@1"
-    (ties: then fused nDCG@5, the ranker's own nDCG@5, the earlier epoch) and params.patience stops early."""
+    (ties: then fused nDCG@5, the ranker's own nDCG@5, the earlier epoch) and params.patience stops early.
+    The first params.frozen_epochs train on Module I's frozen features (the authors' two stages)."""
     init_distributed()
     rank, world = dist_info()
     if world > 1 and params.frozen_epochs:  # DDP fixes the set of trained parameters when it wraps the model
@@ -202,30 +238,18 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
     torch.manual_seed(params.seed)
     Y = sp.csr_matrix(Y > 0)
     train_pts = np.flatnonzero(Y.getnnz(1) > 0)
-    enc_params = list(ranker.encoder.parameters())
-    for p in enc_params:
-        p.requires_grad_(params.train_encoder)
-    clf = {"free", "mix"}  # the one-vs-all classifiers: the authors train them at 100x the encoder's lr
-    groups = [{"params": [p for n, p in ranker.named_parameters() if not n.startswith("encoder.") and n not in clf],
-               "lr": params.lr},
-              {"params": [ranker.free, ranker.mix], "lr": params.classifier_lr or params.lr}]
-    if params.train_encoder:
-        groups.append({"params": enc_params, "lr": params.encoder_lr})
-    n_epochs = params.frozen_epochs + params.epochs  # the frozen-feature stage first (authors' two stages)
+    groups, enc_params = _param_groups(ranker, params)
+    n_epochs = params.frozen_epochs + params.epochs
     opt, sched = optimizer(groups, params, n_epochs * math.ceil(len(train_pts) / params.batch_size))
     model = torch.nn.parallel.DistributedDataParallel(ranker, find_unused_parameters=True) if world > 1 else ranker
     history, start = [], 0
-    ckpt = out_dir / "checkpoints" / "last.pt"
-    best = out_dir / "checkpoints" / "best.pt"
+    ckpt, best = out_dir / CHECKPOINTS / "last.pt", out_dir / CHECKPOINTS / "best.pt"
     select = params.select_epoch and validate is not None
-    z0 = embed_rows(ranker.encoder, table, label_rows)  # Module I's label vectors z_l^1 (before any training)
-    # fixed for the negatives' near-duplicate check (max_csim)
-    Z = np.asarray(z0, np.float32) / (np.linalg.norm(z0, axis=1, keepdims=True) + 1e-12) if params.max_csim < 1 else None
+    z0, Z = _unit_label_vectors(ranker, table, label_rows, params)
     c = load_checkpoint(ckpt, params) if resume else None
     if c is not None:
         ranker.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); sched.load_state_dict(c["sched"])
         history, start = c["history"], c["epoch"]
-    dev = next(ranker.parameters()).device
     if start == 0:
         ranker.init_classifiers(z0)
     finished = start > 0 and _stop_early(history, params, select, world)  # a resumed run that had stopped early
@@ -233,30 +257,8 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
         frozen = epoch < params.frozen_epochs
         for p in enc_params:  # AdamW leaves a parameter without a gradient as it is
             p.requires_grad_(params.train_encoder and not frozen)
-        t0 = time.time()
-        rng = np.random.default_rng([params.seed, 1000 + epoch])
-        torch.manual_seed(params.seed * 100_003 + 1000 + epoch)
-        order = rng.permutation(train_pts)
-        ranker.train()
-        if frozen:  # features as computed once (the authors' precomputed ones): no dropout, no spectral-norm step
-            ranker.encoder.eval()
-        losses = []
-        bar = tqdm(range(0, len(order), params.batch_size), desc=f"module IV epoch {epoch + 1}/{n_epochs}" + (" (frozen features)" if frozen else ""),
-                   disable=not progress or rank != 0, mininterval=2, leave=False)
-        for s in bar:
-            rows = order[s:s + params.batch_size][rank::world]
-            pp, ll, tt = sample_pairs(Y, rows, shortlist, own, params.positives, params.negatives, rng,
-                                      params.negative_sampling, Z, params.max_csim)
-            if len(pp) == 0:
-                continue
-            labels, pl = np.unique(ll, return_inverse=True)
-            scores = model(to_device(table.batch(point_rows[rows]), dev), to_device(table.batch(label_rows[labels]), dev),
-                           torch.from_numpy(pp).to(dev), torch.from_numpy(pl).to(dev), torch.from_numpy(labels).to(dev))
-            loss = ranker_loss(scores, torch.from_numpy(tt).to(dev), torch.from_numpy(pp).to(dev), len(rows), params)
-            losses.append(optimizer_step(loss, opt, sched, ranker.parameters(), params.grad_clip))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        rec = {"epoch": epoch + 1, "frozen_features": frozen, "loss": float(np.mean(losses)) if losses else float("nan"),
-               "seconds": round(time.time() - t0, 2)}
+        rec = _epoch(model, ranker, opt, sched, table, Y, point_rows, label_rows, shortlist, own, Z, train_pts,
+                     epoch, n_epochs, frozen, params, progress)
         if validate is not None and rank == 0:
             t1 = time.time()
             rec.update(validate(ranker))
@@ -272,19 +274,7 @@ def train_ranker(ranker: Ranker, table, Y: sp.csr_matrix, point_rows: np.ndarray
             return ranker, history
         if not frozen and _stop_early(history, params, select, world):  # the fine-tuning stage always starts
             break
-    chosen = len(history)
-    if select:
-        chosen = _best_epoch(history)
-        if world > 1:
-            torch.distributed.barrier()  # rank 0 wrote best.pt
-        ranker.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
-        for r in history:
-            r["selected"] = r["epoch"] == chosen
-    if rank == 0:
-        with atomic_path(out_dir / "model.pt") as tmp:
-            torch.save({"model": ranker.state_dict(), "params": asdict(params), "epoch": chosen}, tmp)
-        with atomic_write(out_dir / "history.json") as f:
-            json.dump(history, f, indent=2)
+    _save_final(ranker, history, out_dir, best, select, params)
     return ranker, history
 
 
@@ -295,7 +285,7 @@ def _best_epoch(history: list[dict]) -> int:
     return max(history, key=lambda r: (*(r.get(k, -1.0) for k in SELECT_KEYS), -r["epoch"]))["epoch"]
 
 
-def _stop_early(history: list[dict], params: RankerParams, select: bool, world: int) -> bool:
+def _stop_early(history: list[dict], params, select: bool, world: int) -> bool:
     """True after params.patience epochs without a better validation score (decided on rank 0, shared)."""
     stop = select and params.patience > 0 and history[-1]["epoch"] - _best_epoch(history) >= params.patience
     if world > 1:
@@ -328,12 +318,8 @@ class Validation:
                 "val_fused_P@1": round(best["P@1"], 4), "val_fused_nDCG@5": round(best["nDCG@5"], 4), "val_alpha": alpha}
 
 
-def build_ranker(encoder, n_labels: int, params: RankerParams) -> Ranker:
+def build_ranker(encoder, n_labels: int, params) -> Ranker:
     """Module IV on top of the Module I model (A_S kept, as the paper, or re-initialised, as the code)."""
-    import copy
-
-    from .model import SelfAttention
-
     enc = copy.deepcopy(encoder)
     torch.manual_seed(params.seed)  # the new layers start the same in every run (resume depends on it)
     if params.reinit_self_attention:
@@ -343,54 +329,10 @@ def build_ranker(encoder, n_labels: int, params: RankerParams) -> Ranker:
 
 
 def load_ranker(out_dir: str | Path, encoder, n_labels: int) -> Ranker:
-    f = Path(out_dir) / "model.pt"
+    f = Path(out_dir) / MODEL
     if not f.exists():
-        raise FileNotFoundError(f"{f}: missing; run notebook 05_module4_ranker first")
+        raise FileNotFoundError(f"{f}: missing (stage 05, module4, trains Module IV)")
     c = torch.load(f, map_location="cpu", weights_only=False)
-    r = build_ranker(encoder, n_labels, RankerParams(**c["params"]))
+    r = build_ranker(encoder, n_labels, SimpleNamespace(**c["params"]))
     r.load_state_dict(c["model"])
     return r.eval()
-
-
-def train_stage(run, params: RankerParams, out: str | Path | None = None, progress: bool = True):
-    """Stage 05 on an open run: Module I's model and bags, the train shortlists of stage 04, validation points
-    held out (stage 06 tunes alpha on them); trains and saves Module IV under run_dir/module4 (or `out`)."""
-    ds = run.dataset
-    fit, val = run.carve
-    keep = np.zeros(ds.Y["train"].shape[0], bool)
-    keep[fit] = True
-    Y_fit = ds.Y["train"].multiply(keep[:, None]).tocsr()  # validation points stay out of training
-    Y_fit.eliminate_zeros()
-    _, short_train = run.shortlists("train")
-    point_rows = run.bags.rows_of(ds.uids["train"])
-    validate = None
-    if len(val) and (params.select_epoch or params.patience):
-        # the epoch is chosen on one half of validation, alpha (stage 06) on the other
-        v, half = run.split("val-epoch"), val[run.val_halves["val-epoch"]]
-        pick = np.arange(len(half))
-        if params.val_points < len(half):  # a fixed, seeded subset keeps the per-epoch check cheap
-            pick = np.sort(np.random.default_rng(params.seed).choice(len(half), params.val_points, replace=False))
-        validate = Validation(run.module1, run.bags, point_rows[half][pick], run.label_rows, short_train[half][pick],
-                              v.Y[pick], filter_rows(v.filter, pick), run.inv_propensity())
-    out = Path(out) if out else run.stage("module4")
-    from .encoders import file_digest
-    # Module IV trains on Module I's model and stage 04's shortlists: a change in either starts it afresh
-    discard_stale_checkpoints(out, params, inputs=file_digest([run.dir / "module1" / "model.pt",
-                                                               run.dir / "module3" / "shortlist_train.npz"]))
-    ranker = build_ranker(run.module1, ds.num_labels, params)
-    return train_ranker(ranker, run.bags, Y_fit, point_rows, run.label_rows, short_train, own_label(ds, "train"),
-                        out, params, progress=progress, validate=validate)
-
-
-def main(argv=None) -> int:
-    """torchrun entry: torchrun --nproc_per_node N -m mufin_lib.ranker --run-dir runs/<id> [-p key=value ...]
-    (after stages 01-04 of that run), with the parameters notebook 05 has in that run (run.json) and -p
-    overrides through the runner's parser; then `mufin run --resume <id> --only 05,06` picks it up."""
-    run, params, out = torchrun_entry("mufin_lib.ranker", "05", RankerParams, "module4", argv)
-    _, history = train_stage(run, params, out=out)
-    report_rank0(epochs=len(history), last=history[-1] if history else None)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -48,12 +47,6 @@ def dataset_stats_table(info: dict) -> pd.DataFrame:
                           "L": st["L"], "labels/point": st["avg_labels_per_point"],
                           "points/label": st["avg_points_per_label"], "images/product": st["avg_images_per_product"],
                           "no image": st["products_without_image"], "no title": st["products_without_title"]}])
-
-
-@dataclass
-class BenchmarksParams:
-    """Notebook 11's parameters."""
-    bench_dir: str = ""  # empty: runs/benchmarks/ (where `make bench` writes)
 
 
 def _markdown(df: pd.DataFrame) -> str:

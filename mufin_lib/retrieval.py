@@ -11,33 +11,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from .config import choice, ranged
 from .paths import atomic_path, atomic_write
 
 
 @dataclass
-class RetrievalParams:
-    mode: str = choice("bag", "vec")  # bag (P-I-bag, paper) | vec (P-I-vec, authors' code)
-    index: str = choice("hnsw", "flat")  # hnsw | flat
-    M: int = ranged(32, 2)  # authors' code: 100
-    ef_construction: int = ranged(200, 1)  # authors' code: 300
-    ef_search: int = ranged(300, 1)
-    shortlist: int = ranged(100, 1)  # labels kept per point (authors' code: 300)
-    gpu: bool = True  # use faiss GPU when available (flat search; HNSW stays on the CPU)
-    compare: bool = True  # stage 03 also measures P-I-vec against P-I-bag and HNSW against exact search
-    # Module III, kit option (the XC family's shortlists through training points, as ECLARE/NGAME): part of each
-    # shortlist from the labels of the point's nearest training points by Module I's embedding (similarity-weighted
-    # votes); "centroid": from the labels whose training points' mean embedding is nearest the point (DECAF/ECLARE's
-    # label centroids). "none": the index alone (the paper)
-    augment: str = choice("none", "knn", "centroid")
-    augment_neighbours: int = ranged(20, 1)  # training points that vote
-    augment_share: float = ranged(0.5, 0, 1)  # the share of the shortlist the augmentation may fill (interleaved with the index)
+class IndexParams:
+    """What a label index is built and searched with (stage 03 chooses them; saved with the index)."""
+    mode: str = "bag"  # bag (P-I-bag, paper) | vec (P-I-vec, authors' code)
+    index: str = "hnsw"  # hnsw | flat (exact)
+    M: int = 32
+    ef_construction: int = 200
+    ef_search: int = 300
+    gpu: bool = True  # faiss GPU when available (flat search; HNSW stays on the CPU)
+
+    @classmethod
+    def from_fields(cls, values: dict) -> "IndexParams":
+        """The index's fields of a larger record (a stage's parameters, or an index.json of an older run)."""
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
 
 
 def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +61,7 @@ def _maybe_gpu(index, use: bool):
 class LabelIndex:
     """ANN index over label vectors; `owner[j]` is the label of indexed vector j."""
 
-    def __init__(self, vectors: np.ndarray, owner: np.ndarray, n_labels: int, params: RetrievalParams):
+    def __init__(self, vectors: np.ndarray, owner: np.ndarray, n_labels: int, params: IndexParams):
         import faiss
 
         self.params, self.n_labels = params, n_labels
@@ -127,10 +123,10 @@ class LabelIndex:
 
         folder = Path(folder)
         if not (folder / "index.json").exists():
-            raise FileNotFoundError(f"{folder}/index.json: missing; run notebook 03_module2_retrieval first")
+            raise FileNotFoundError(f"{folder}/index.json: missing (stage 03, module2, saves the index)")
         meta = json.loads((folder / "index.json").read_text())
         self = cls.__new__(cls)
-        self.params = RetrievalParams(**meta["params"])
+        self.params = IndexParams.from_fields(meta["params"])
         self.n_labels = meta["n_labels"]
         self.owner = np.load(folder / "owner.npy")
         self.index = faiss.read_index(str(folder / "index.faiss"))
@@ -151,32 +147,6 @@ def label_vectors(z1: np.ndarray, desc: np.ndarray | None, desc_owner: np.ndarra
     return np.vstack([z1, desc]), np.concatenate([np.arange(L), desc_owner])
 
 
-def shortlist_recall(labels: np.ndarray, Y, ks=(10, 50, 100, 200, 300), filt: np.ndarray | None = None) -> dict:
-    """R@k of shortlists (n x K label ids, best first) against truth Y, filter pairs removed from both."""
-    import scipy.sparse as sp
-
-    from .metrics import _drop
-
-    Y = _drop(sp.csr_matrix(Y) > 0, filt)
-    fset = {(int(r), int(c)) for r, c in (filt if filt is not None else [])}
-    n_pos = Y.getnnz(1)
-    out = {}
-    for k in ks:
-        if k > labels.shape[1]:
-            continue
-        found = np.zeros(len(labels))
-        for i in range(len(labels)):
-            if n_pos[i] == 0:
-                continue
-            # filtered pairs leave the predictions first, then the top k count
-            cand = [int(l) for l in labels[i] if l >= 0 and (i, int(l)) not in fset][:k]
-            pos = set(Y.indices[Y.indptr[i]:Y.indptr[i + 1]].tolist())
-            found[i] = len(pos.intersection(cand)) / n_pos[i]
-        has = n_pos > 0
-        out[f"R@{k}"] = round(float(100 * found[has].mean()) if has.any() else 0.0, 4)
-    return out
-
-
 def topk_overlap(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of each row's exact top-k labels (-1: empty slot) that the approximate search also found."""
     shares = [len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist())) / len(b[b >= 0])
@@ -194,7 +164,7 @@ def save_shortlist(path: str | Path, scores: np.ndarray, labels: np.ndarray, uid
 def load_shortlist(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; run notebook 04_module3_shortlists first")
+        raise FileNotFoundError(f"{path}: missing (stage 04, module3, writes the shortlists)")
     z = np.load(path)
     return z["scores"], z["labels"], z["uids"].tolist()
 
@@ -288,127 +258,15 @@ def merge_shortlists(first: np.ndarray, second: np.ndarray, size: int, second_ma
     return out
 
 
-def augmentation(run, params: RetrievalParams):
-    """The shortlist source beside the index that params.augment names (TrainVotes or LabelCentroids)."""
-    if params.augment == "knn":
-        return run.train_votes(params.augment_neighbours)
-    if params.augment == "centroid":
-        return run.label_centroids()
-    raise ValueError(f"augment '{params.augment}': expected none, knn or centroid")
-
-
-def shortlist_points(run, x1: np.ndarray, params: RetrievalParams, exclude: np.ndarray | None = None):
-    """Module III for points embedded by Module I (x1): (scores, labels) of their shortlists, from the run's index
-    and, with params.augment="knn", the votes of training points. Scores are the order (best highest): the ranker
-    and the fusion score every shortlisted label themselves."""
-    S, I = run.index.search(x1, params.shortlist)
-    if params.augment == "none":
+def shortlist_points(index: LabelIndex, x1: np.ndarray, size: int, second=None, second_share: float = 0.5,
+                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Module III for points embedded by Module I (x1): (scores, labels) of their shortlists of `size` labels from
+    the index and, with a `second` source (TrainVotes or LabelCentroids: anything with .search(x1, k, exclude)), up
+    to `second_share` of each shortlist from it, interleaved. Scores are the order (best highest): the ranker and
+    the fusion score every shortlisted label themselves."""
+    S, I = index.search(x1, size)
+    if second is None:
         return S, I
-    _, V = augmentation(run, params).search(x1, params.shortlist, exclude)
-    I = merge_shortlists(I, V, params.shortlist, int(round(params.shortlist * params.augment_share)))
-    return np.where(I >= 0, params.shortlist - np.arange(params.shortlist)[None, :], -np.inf).astype(np.float32), I
-
-
-# ---- stages 03 and 04 -------------------------------------------------------------------------------
-
-@dataclass
-class RetrievalResult:
-    table: "object"  # pandas DataFrame: one row per (mode, index): vectors, build time, ms/query, P@k, R@k
-    recall_curves: dict  # "P-I-bag / hnsw" -> {"R@k": ...}
-    hnsw_vs_exact_overlap: float | None  # share of the exact top-k that HNSW finds (chosen mode)
-    table4: "object | None"  # P-I-vec vs P-I-bag beside the paper's deltas (Table 4), when both were built
-    index: LabelIndex  # the chosen index, saved under module2/index
-
-
-def retrieval_stage(run, params: RetrievalParams) -> RetrievalResult:
-    """Stage 03: index the labels by the Module I model (P-I-bag or P-I-vec; HNSW or exact), measure test recall
-    and P@k after Module I alone (and, with params.compare, the other modes and indexes), save the chosen index."""
-    import pandas as pd
-
-    from .bags import embed_bags, embed_rows
-    from .metrics import evaluate, topk_to_csr
-    from .report import read_paper_table
-
-    ds, stage, test = run.dataset, run.stage("module2"), run.split("test")
-    z1, desc, owner = embed_bags(run.module1, run.bags, run.label_rows)
-    x_test = embed_rows(run.module1, run.bags, run.bags.rows_of(test.uids))
-    ks = [k for k in (1, 5, 10, 20, 50, 100, 200, 300) if k <= params.shortlist]
-    inv_p = run.inv_propensity()
-    chosen = (params.mode, params.index)
-    todo = [chosen] + ([(m, i) for m in ("bag", "vec") for i in ("hnsw", "flat") if (m, i) != chosen]
-                       if params.compare else [])
-    rows, curves, indexes, found = [], {}, {}, {}
-    for m, i in todo:
-        vecs, own = label_vectors(z1, desc, owner, m)
-        idx = LabelIndex(vecs, own, ds.num_labels, replace(params, mode=m, index=i))
-        t0 = time.perf_counter()
-        S, I = idx.search(x_test, params.shortlist)
-        ms = 1000 * (time.perf_counter() - t0) / max(1, len(x_test))
-        rec = shortlist_recall(I, test.Y, ks, test.filter)
-        met = evaluate(topk_to_csr(I, S, ds.num_labels), test.Y, inv_p, test.filter)
-        name = f"P-I-{m} / {i}"
-        curves[name], indexes[(m, i)], found[(m, i)] = rec, idx, I
-        rows.append({"data": run.data_name, "retrieval": name, "vectors": len(vecs),
-                     "build_s": round(idx.build_seconds, 2), "ms_per_query": round(ms, 3),
-                     **{k: met[k] for k in ("P@1", "P@3", "P@5", "PSP@5")}, **rec})
-    table = pd.DataFrame(rows)
-    overlap = None
-    if (params.mode, "hnsw") in found and (params.mode, "flat") in found:
-        overlap = topk_overlap(found[(params.mode, "hnsw")], found[(params.mode, "flat")])
-    t4 = None
-    if ("bag", params.index) in indexes and ("vec", params.index) in indexes:
-        try:  # the paper's numbers, as data (../shared/paper_tables); without them the paper's columns stay empty
-            paper = read_paper_table("table4_ablations.csv")
-            pv = paper[paper.variant == "MUFIN-P-I-vec"].iloc[0]
-        except FileNotFoundError as e:
-            pv = {"delta_p1_pct": None, "delta_p5_pct": None, "note": f"paper table not found: {e}"}
-        by = table.set_index("retrieval")
-        b, v = by.loc[f"P-I-bag / {params.index}"], by.loc[f"P-I-vec / {params.index}"]
-        t4 = pd.DataFrame([{"data": run.data_name, "variant": "P-I-vec vs P-I-bag (after Module I)",
-                            "ours_P@1_bag": b["P@1"], "ours_P@1_vec": v["P@1"],
-                            "ours_delta_P@1": round(v["P@1"] - b["P@1"], 2), "ours_delta_P@5": round(v["P@5"] - b["P@5"], 2),
-                            "paper_delta_P@1_pct": pv["delta_p1_pct"], "paper_delta_P@5_pct": pv["delta_p5_pct"],
-                            "paper_note": pv["note"]}])
-    indexes[chosen].save(stage / "index")  # stages 04 and predict load it without rebuilding
-    return RetrievalResult(table, curves, overlap, t4, indexes[chosen])
-
-
-def shortlist_stage(run, params: RetrievalParams):
-    """Stage 04 (Module III): every train, validation and test point's shortlist from the saved index, saved
-    under module3/shortlist_<split>.npz; returns their recall (a pandas DataFrame, one row per split)."""
-    import pandas as pd
-
-    from .bags import embed_rows
-
-    stage, rows = run.stage("module3"), []
-    fit_pos = np.full(run.dataset.Y["train"].shape[0], -1)
-    fit_pos[run.carve[0]] = np.arange(len(run.carve[0]))  # a training point's own row among the voters
-    ks = [k for k in (10, 50, 100, 200, 300) if k <= params.shortlist]
-    for name in ("train", "val", "test"):
-        split = run.split(name)
-        x1 = embed_rows(run.module1, run.bags, run.bags.rows_of(split.uids))
-        t0 = time.perf_counter()
-        S, I = shortlist_points(run, x1, params, fit_pos if name == "train" else None)
-        secs = time.perf_counter() - t0
-        save_shortlist(stage / f"shortlist_{name}.npz", S, I, split.uids)
-        rows.append({"data": run.data_name, "split": name, "shortlist from": _source(params), "points": len(split.uids),
-                     "shortlist": params.shortlist, "seconds": round(secs, 2), **shortlist_recall(I, split.Y, ks, split.filter)})
-        if name == "test":  # each source alone, for comparison: the index, training-point votes, label centroids
-            _, I0 = run.index.search(x1, params.shortlist)
-            alone = [("index only", I0)] if params.augment != "none" else []
-            for aug, src in (("knn", f"votes of {params.augment_neighbours} training points only"),
-                             ("centroid", "label centroids only")):
-                alone.append((src, augmentation(run, replace(params, augment=aug)).search(x1, params.shortlist)[1]))
-            for src, Ia in alone:
-                rows.append({**rows[-1], "shortlist from": src, "seconds": None,
-                             **shortlist_recall(Ia, split.Y, ks, split.filter)})
-    with atomic_write(stage / "shortlist.json") as f:  # how the shortlists were made: `mufin predict` makes them so
-        json.dump(asdict(params), f, indent=2)
-    return pd.DataFrame(rows)
-
-
-def _source(params: RetrievalParams) -> str:
-    if params.augment == "none":
-        return "index"
-    what = f"votes of {params.augment_neighbours} training points" if params.augment == "knn" else "label centroids"
-    return f"index + {what} (up to {params.augment_share:.0%})"
+    _, V = second.search(x1, size, exclude)
+    I = merge_shortlists(I, V, size, int(round(size * second_share)))
+    return np.where(I >= 0, size - np.arange(size)[None, :], -np.inf).astype(np.float32), I

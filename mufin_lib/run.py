@@ -26,6 +26,7 @@ from typing import Any
 
 from .config import (ConfigError, apply_overrides, available_presets, check_parameters, discover_notebooks, resolve_parameters,
                      select_notebooks)
+from .stages import params_class
 from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write
 
 KEY_PACKAGES = ("mufin-kit", "torch", "torchvision", "timm", "sentence-transformers", "transformers", "faiss-cpu",
@@ -173,7 +174,7 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
         raise ConfigError("notebooks/ holds no NN_*.ipynb notebook")
     selected = select_notebooks(specs, only)
     params = resolve_parameters(specs, selected, preset, overrides)
-    check_parameters({s.name: {**s.parameters, **params[s.name]} for s in selected})
+    check_parameters({s.name: {**s.parameters, **params[s.name]} for s in selected}, params_class)
     run_id = run_id or new_run_id(preset)
     run_path = RUNS_DIR / run_id
     if (run_path / "run.json").exists():
@@ -230,7 +231,7 @@ def resume_run(run_id: str, only: str | None = None, overrides: list[str] | None
                               "choose the notebooks to re-run with --only")
         final = apply_overrides(specs, todo, {s.name: dict(record["notebooks"][s.name]["parameters"]) for s in todo},
                                 overrides)
-        check_parameters(final)
+        check_parameters(final, params_class)
         for s in todo:
             record["notebooks"][s.name]["parameters"] = final[s.name]
     return record, run_path

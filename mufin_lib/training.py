@@ -107,33 +107,6 @@ def discard_stale_checkpoints(out_dir: Path, params, log=print, inputs: str = ""
             f.write(inputs)
 
 
-def torchrun_entry(prog: str, number: str, params_cls, default_out: str, argv=None):
-    """The shared command line of the torchrun entries: `--run-dir R [--out DIR] [-p [NN.]key=value ...]`.
-    Returns (open run, the Params notebook `number` has in that run with -p applied, the --out folder or None)."""
-    import argparse
-
-    from .artifacts import open_run
-    from .config import ConfigError, stage_parameters
-
-    ap = argparse.ArgumentParser(prog=prog, description=f"notebook {number}'s stage under torchrun, with the run's "
-                                 "parameters for it (run.json) and -p overrides through the runner's parser")
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--out", help=f"output folder (default: RUN_DIR/{default_out})")
-    ap.add_argument("-p", action="append", default=[], metavar="[NN.]KEY=VALUE")
-    args = ap.parse_args(argv)
-    run = open_run(args.run_dir)
-    try:
-        params = stage_parameters(run.dir, number, args.p, params_cls)
-    except ConfigError as e:
-        raise SystemExit(f"{prog}: error: {e}") from None
-    return run, params, (Path(args.out) if args.out else None)
-
-
-def report_rank0(**fields) -> None:
-    """The entry's one-line JSON summary (rank 0 only), then the process group is closed."""
-    import json
-
-    rank, world = dist_info()
-    if rank == 0:
-        print(json.dumps({"world_size": world, **fields}))
-    finish_distributed()
+def saved_record(path: Path) -> dict:
+    """A saved model file (model.pt): its weights and the parameters it was trained with."""
+    return torch.load(path, map_location="cpu", weights_only=False)

@@ -3,7 +3,8 @@
 
 
 def test_corrupt_and_unknown_images_are_accounted_for_and_not_counted_as_images(tmp_path):
-    from mufin_lib.data.prepare import DataParams, prepare_dataset
+    from mufin_lib.data.prepare import prepare_dataset
+    from mufin_lib.stages.dataset import DatasetParams as DataParams
     from mufin_lib.data.synthetic import SyntheticParams, generate
     from mufin_lib.data.xc import read_xc
 

@@ -277,7 +277,8 @@ def test_curate_to_dir_writes_the_release_layout(amazon_dir, tmp_path):
 
 def test_prepare_amazon_json_names_the_real_data(amazon_dir, tmp_path):
     """Tables on curated Amazon metadata say which file they come from, and are not marked synthetic."""
-    from mufin_lib.data.prepare import DataParams, prepare_dataset
+    from mufin_lib.data.prepare import prepare_dataset
+    from mufin_lib.stages.dataset import DatasetParams as DataParams
 
     _, info = prepare_dataset(DataParams(source="amazon-json", input_path=str(amazon_dir / "meta_Appliances.first100.json.gz")),
                               tmp_path / "dataset")
@@ -298,7 +299,8 @@ def test_carve_validation_caps_the_points_and_halves_are_disjoint():
 def test_local_images_relative_file_url_missing_and_unreadable_all_accounted(tmp_path):
     """Curation reads local image files (a path relative to the metadata file's folder, and file://), writes them
     to img.bin as downloaded ones, and counts a missing or unreadable file as a skip with its reason."""
-    from mufin_lib.data.prepare import DataParams, prepare_dataset
+    from mufin_lib.data.prepare import prepare_dataset
+    from mufin_lib.stages.dataset import DatasetParams as DataParams
 
     src = tmp_path / "src"
     (src / "images").mkdir(parents=True)

@@ -59,8 +59,8 @@ def test_killed_runs_resume_to_the_same_numbers(tiny_run, tmp_path):
     run = tmp_path / "runs" / "killed"
     cache2 = tmp_path / "cache2"
     kills = [  # (notebook, what must exist before the kill)
-        ("01_curate_dataset", lambda: True),  # at once: starting the kernel or generating the catalogue
-        ("01_curate_dataset", lambda: any(cache2.glob("datasets/synthetic-300-*/synthetic.json"))),  # then encoding
+        ("01_dataset_curation", lambda: True),  # at once: starting the kernel or generating the catalogue
+        ("01_dataset_curation", lambda: any(cache2.glob("datasets/synthetic-300-*/synthetic.json"))),  # then encoding
         ("02_module1_siamese", lambda: (run / "module1" / "checkpoints" / "last.pt").exists()),
         ("05_module4_ranker", lambda: (run / "module4" / "checkpoints" / "last.pt").exists()),
         ("06_evaluate", lambda: (run / "evaluate" / "alpha.json").exists()),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mufin_lib.metrics import evaluate, inv_propensity, recall_at_k
+from mufin_lib.metrics import evaluate, inv_propensity, recall_at_k, topk_from_scores
 
 
 def test_hand_computed_precision_ndcg_and_filter():
@@ -38,7 +38,7 @@ def test_propensity_formula_and_psp_normalisation():
 def test_recall():
     Y = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 0]], np.float32))
     S = sp.csr_matrix(np.array([[0.9, 0.0, 0.8, 0.1], [1, 0, 0, 0]], np.float32))
-    r = recall_at_k(S, Y, ks=(1, 2, 4))
+    r = recall_at_k(topk_from_scores(S, 4), Y, ks=(1, 2, 4))
     assert r == {"R@1": 50.0, "R@2": 50.0, "R@4": 50.0}  # label 1 has score 0: not in the sparse shortlist
 
 
@@ -60,7 +60,7 @@ def test_every_metric_equals_napkinxc_on_random_data():
     for name, vals in ref.items():
         for k in (1, 3, 5):
             assert abs(ours[f"{name}@{k}"] / 100 - vals[k - 1]) < 1e-6, (name, k, ours[f"{name}@{k}"], vals[k - 1])
-    rec = recall_at_k(S, Y, ks=(1, 3, 5))
+    rec = recall_at_k(topk_from_scores(S, 5), Y, ks=(1, 3, 5))
     ref_r = nxc.recall_at_k(Y, S, 5)
     has = Y.getnnz(1) > 0
     # napkinXC averages recall over all points (0 for those without a positive); ours over points with one
@@ -69,7 +69,7 @@ def test_every_metric_equals_napkinxc_on_random_data():
 
 
 def test_label_index_bag_takes_the_max_over_a_labels_vectors(tmp_path):
-    from mufin_lib.retrieval import LabelIndex, RetrievalParams, label_vectors
+    from mufin_lib.retrieval import IndexParams, LabelIndex, label_vectors
 
     rng = np.random.default_rng(0)
     z1 = rng.normal(size=(50, 8)).astype(np.float32)
@@ -77,7 +77,7 @@ def test_label_index_bag_takes_the_max_over_a_labels_vectors(tmp_path):
     desc = np.eye(8, dtype=np.float32)[:3]  # three descriptor vectors, owned by label 7
     q = np.eye(8, dtype=np.float32)[[1]]  # a query equal to label 7's second descriptor
     for index in ("flat", "hnsw"):
-        p = RetrievalParams(mode="bag", index=index, M=8, ef_construction=40, ef_search=40)
+        p = IndexParams(mode="bag", index=index, M=8, ef_construction=40, ef_search=40)
         vecs, owner = label_vectors(z1, desc, np.array([7, 7, 7]), "bag")
         idx = LabelIndex(vecs, owner, 50, p)
         s, l = idx.search(q, 5)
@@ -87,12 +87,12 @@ def test_label_index_bag_takes_the_max_over_a_labels_vectors(tmp_path):
         s2, l2 = LabelIndex.load(tmp_path / index).search(q, 5)
         assert np.array_equal(l, l2) and np.allclose(s, s2)
     vecs, owner = label_vectors(z1, desc, np.array([7, 7, 7]), "vec")
-    s, l = LabelIndex(vecs, owner, 50, RetrievalParams(mode="vec", index="flat")).search(q, 1)
+    s, l = LabelIndex(vecs, owner, 50, IndexParams(mode="vec", index="flat")).search(q, 1)
     assert s[0, 0] < 0.999  # without the descriptors, no exact match
 
 
 def test_shortlist_recall_with_filter():
-    from mufin_lib.retrieval import shortlist_recall
+    shortlist_recall = recall_at_k
 
     Y = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 1, 0]], np.float32))
     labels = np.array([[0, 2, 3], [2, -1, -1]])
@@ -187,7 +187,7 @@ def test_paired_bootstrap_verdicts_and_exact_difference():
 
 
 def test_peer_scorers_popularity_and_train_point_votes():
-    from mufin_lib.peers import popularity_scores, train_knn_scores
+    from mufin_lib.baselines import popularity_scores, vote_scores as train_knn_scores
 
     Y_fit = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 0, 1, 0], [0, 1, 1, 1]], np.float32))
     P = popularity_scores(Y_fit, 2, 2).toarray()

@@ -13,7 +13,8 @@ from mufin_lib.data.synthetic import SyntheticParams, generate
 from mufin_lib.data.xc import read_xc
 from mufin_lib.encoders import Embeddings
 from mufin_lib.model import ModelParams, MufinEncoder
-from mufin_lib.module1 import Module1Params, balanced_2means, make_batches, module1_loss, train
+from mufin_lib.module1 import balanced_2means, make_batches, module1_loss, train
+from mufin_lib.stages.module1 import Module1Params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,11 +150,12 @@ def test_torchrun_two_cpu_processes(tmp_path):
     """The same training loop under torchrun with 2 processes (gloo), on a small synthetic run directory."""
     env = dict(os.environ, MUFIN_CACHE_DIR=str(tmp_path / "cache"), MUFIN_RUNS_DIR=str(tmp_path / "runs"),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    prep = ("from pathlib import Path; from mufin_lib.data.prepare import DataParams, prepare_dataset;"
-            f"prepare_dataset(DataParams(size='300'), Path(r'{tmp_path}/run/dataset'))")
+    prep = ("from pathlib import Path; from mufin_lib.data.prepare import prepare_dataset;"
+            "from mufin_lib.stages.dataset import DatasetParams;"
+            f"prepare_dataset(DatasetParams(size='300'), Path(r'{tmp_path}/run/dataset'))")
     subprocess.run([sys.executable, "-c", prep], cwd=ROOT, env=env, check=True, timeout=600)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                        "-m", "mufin_lib.module1", "--run-dir", str(tmp_path / "run"), "-p", "epochs=2",
+                        "-m", "mufin_lib.stages.module1", "--run-dir", str(tmp_path / "run"), "-p", "epochs=2",
                         "-p", "batch_size=32", "-p", "cluster_after=1"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -187,5 +189,9 @@ def test_fine_tuning_trains_the_encoders(tiny_images, tmp_path):
     again = load_model(tmp_path, ds)  # the saved model carries its fine-tuned encoders
     for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), k
-    m = evaluate_model(again, ds, None, "test", p)
+    from mufin_lib.bags import bag_source
+    from mufin_lib.data.xc import Split
+    from mufin_lib.metrics import inv_propensity
+    test = Split("test", ds.uids["test"], ds.Y["test"], ds.filters["test"])
+    m = evaluate_model(again, bag_source(again, ds, None, p), test, ds.uids["label"], inv_propensity(ds.Y["train"]))
     assert 0 <= m["P@1"] <= 100

@@ -72,12 +72,14 @@ def test_parameters_cells_match_their_stage_dataclasses():
     with the same type and default (run_dir is the runner's). A default changed in one place fails here."""
     import dataclasses
 
-    from mufin_lib.config import RUNNER_PARAMETERS, STAGE_PARAMS, stage_params_class
+    from mufin_lib.config import RUNNER_PARAMETERS
+    from mufin_lib.layout import STAGES
+    from mufin_lib.stages import params_class
 
     specs = discover_notebooks()
-    assert {s.number for s in specs} == set(STAGE_PARAMS), "every notebook names its Params dataclass in STAGE_PARAMS"
+    assert [s.name for s in specs] == [s.notebook for s in STAGES], "every notebook is a stage of layout.STAGES, in order"
     for spec in specs:
-        cls = stage_params_class(spec.number)
+        cls = params_class(spec.number)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         declared = {k: v for k, v in spec.parameters.items() if k not in RUNNER_PARAMETERS}
         assert declared, spec.name
@@ -90,7 +92,7 @@ def test_parameters_cells_match_their_stage_dataclasses():
 
 def test_params_from_takes_declared_values_and_dataclass_defaults():
     from mufin_lib.config import params_from
-    from mufin_lib.module1 import Module1Params
+    from mufin_lib.stages.module1 import Module1Params
 
     p = params_from(Module1Params, {"epochs": 9, "lr": 0.5, "not_a_field": 1, "run_dir": "x"})
     assert p.epochs == 9 and p.lr == 0.5 and p.keep_top_k == Module1Params().keep_top_k

@@ -51,7 +51,8 @@ def test_sample_pairs_drops_near_duplicates_and_samples_by_rank():
 def test_per_label_mix_and_frozen_first_epochs(tmp_path):
     """mix="per_label": one mix weight per label, scoring as the global one while all are equal. frozen_epochs:
     the encoder does not move in the frozen-feature epochs while the classifiers do; then it trains."""
-    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+    from mufin_lib.ranker import build_ranker, train_ranker
+    from mufin_lib.stages.module4 import Module4Params as RankerParams
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
     g = build_ranker(enc, n_labels, RankerParams())
@@ -181,7 +182,8 @@ def _tiny_ranker_inputs(tmp_path):
 
 
 def test_ranker_resume_gives_the_same_weights(tmp_path):
-    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+    from mufin_lib.ranker import build_ranker, train_ranker
+    from mufin_lib.stages.module4 import Module4Params as RankerParams
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
     p = RankerParams(epochs=2, batch_size=32, warmup_steps=2)
@@ -198,7 +200,8 @@ def test_ranker_resume_gives_the_same_weights(tmp_path):
 def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
     """A scripted validation score: the saved ranker is the best epoch's weights (not the last), a resume
     keeps that choice, and patience stops training once the score has not improved for that many epochs."""
-    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+    from mufin_lib.ranker import build_ranker, train_ranker
+    from mufin_lib.stages.module4 import Module4Params as RankerParams
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
 
@@ -241,7 +244,7 @@ def test_ranker_under_torchrun_two_cpu_processes(tiny_run, tmp_path):
 
     run_dir, env = tiny_run
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
-                        "-m", "mufin_lib.ranker", "--run-dir", str(run_dir), "--out", str(tmp_path / "m4"),
+                        "-m", "mufin_lib.stages.module4", "--run-dir", str(run_dir), "--out", str(tmp_path / "m4"),
                         "-p", "epochs=2", "-p", "05.batch_size=64", "-p", "val_points=50"], cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -258,7 +261,8 @@ def test_classifier_vectors_move_at_the_classifier_lr(tmp_path):
     lr per step, so one epoch (7 steps here) turns a vector by at most about lr * steps radians per unit of its scale:
     measured 1.1 deg at the authors' classifier lr of 5e-3 and 0.006 deg at the encoder's 5e-5. The bounds (0.5 deg,
     0.1 deg) sit between the two; a classifier left out of the optimizer, or trained at the encoder's lr, fails."""
-    from mufin_lib.ranker import RankerParams, build_ranker, train_ranker
+    from mufin_lib.ranker import build_ranker, train_ranker
+    from mufin_lib.stages.module4 import Module4Params as RankerParams
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
 
@@ -335,7 +339,7 @@ def test_alpha_by_label_frequency_bins_and_fuse_per_label():
 
 def test_checkpoints_are_set_aside_when_the_inputs_change(tmp_path):
     """Stage 05 re-run after stage 04 made other shortlists must not resume a ranker trained on the old ones."""
-    from mufin_lib.ranker import RankerParams
+    from mufin_lib.stages.module4 import Module4Params as RankerParams
     from mufin_lib.training import discard_stale_checkpoints, save_checkpoint
 
     p = RankerParams()

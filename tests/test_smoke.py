@@ -150,9 +150,10 @@ def test_stage07_peers_beside_mufin_with_intervals(smoke_run):
 def test_torchrun_entries_get_the_notebooks_parameters(smoke_run):
     """What a torchrun entry trains with = the run's recorded parameters of that notebook, then -p through the
     runner's parser (NN.key addresses one notebook)."""
-    from mufin_lib.config import ConfigError, params_from, stage_parameters
-    from mufin_lib.module1 import Module1Params
-    from mufin_lib.ranker import RankerParams
+    from mufin_lib.config import ConfigError, params_from
+    from mufin_lib.stages.torchrun import stage_parameters
+    from mufin_lib.stages.module1 import Module1Params
+    from mufin_lib.stages.module4 import Module4Params as RankerParams
 
     run_dir, _ = smoke_run
     recorded = json.loads((run_dir / "run.json").read_text())["notebooks"]

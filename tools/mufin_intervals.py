@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mufin_lib.artifacts import open_run  # noqa: E402
 from mufin_lib.metrics import paired_bootstrap, point_parts  # noqa: E402
-from mufin_lib.peers import mufin_rows  # noqa: E402
+from mufin_lib.stages.peers import mufin_rows  # noqa: E402
 
 
 def main(argv=None) -> int:

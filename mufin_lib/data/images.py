@@ -178,24 +178,6 @@ class ImageStore:
         return self.report
 
 
-def images_from_folder(folder: str | Path) -> dict[str, list[Path]]:
-    """A folder of image files: `<UID>.jpg`, `<UID>_<k>.jpg` or `<UID>/<any>.jpg`."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory of images")
-    out: dict[str, list[Path]] = {}
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() not in IMAGE_EXTS or not p.is_file():
-            continue
-        if p.parent != folder:
-            uid = p.parent.name
-        else:
-            stem = p.stem
-            uid = stem.rsplit("_", 1)[0] if "_" in stem and stem.rsplit("_", 1)[1].isdigit() else stem
-        out.setdefault(uid, []).append(p)
-    return out
-
-
 # ---- URLs -------------------------------------------------------------------------------------------
 
 class Downloader:
@@ -246,7 +228,7 @@ class Downloader:
                 elif isinstance(reason, (socket.gaierror, ConnectionRefusedError, OSError)) and _looks_offline(reason):
                     last = "unreachable"
                 else:
-                    last = f"url_error"
+                    last = "url_error"
             except OSError:
                 last = "os_error"
             if attempt < self.retries:

@@ -4,40 +4,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..paths import CACHE_DIR, atomic_write, resolve
-from ..config import choice, ranged
 from .curate import CurateParams, curate_to_dir
 from .images import ImageStore, build_img_bin
 from .synthetic import GENERATOR_VERSION, SIZES, SyntheticParams, generate
 from .xc import XCDataset, read_xc
 
 SOURCES = ("synthetic", "amazon-json", "xc-dir")
-
-
-@dataclass
-class DataParams:
-    """Stage 01's parameters (notebook 01's parameters cell equals these defaults)."""
-    source: str = choice("synthetic", "amazon-json", "xc-dir")  # synthetic | amazon-json | xc-dir
-    input_path: str = ""  # amazon-json: metadata file(s), comma-separated; xc-dir: the dataset directory
-    size: str = "smoke"  # synthetic: smoke (~2K products) | default (~20K) | a number of products
-    relation: str = choice("complementary", "collections")  # synthetic also_buy: complementary (v3) | collections (v2)
-    seed: int = 0
-    test_fraction: float = ranged(0.3, 0, 1, lo_open=True, hi_open=True)
-    clean_titles: bool = True  # HTML entities and markup out of titles
-    text_from: str = choice("title", "title+category", "title+description")  # amazon-json: the paper uses titles
-    frozen_check: bool = True  # stage 01 also reports P@k of the frozen pretrained encoders, per modality
-    text_encoder: str = "all-MiniLM-L6-v2"  # the encoders whose outputs stage 01 caches
-    image_encoder: str = "efficientnet-lite0"  # "": text only (no images are read)
-    name: str = ""  # how tables name the data ("": from the source, e.g. "Amazon Gift_Cards")
-
-    @property
-    def with_images(self) -> bool:
-        return self.image_encoder != ""
 
 
 def synthetic_dir(p: SyntheticParams) -> Path:
@@ -81,13 +59,15 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
-    """Returns the dataset and a description (written to stage/dataset.json, which later stages read)."""
+def prepare_dataset(params, stage: Path) -> tuple[XCDataset, dict]:
+    """The dataset and a description of it (written to stage/dataset.json, which later stages read); `params` is
+    stage 01's DatasetParams (mufin_lib.stages.dataset), read by its fields."""
     if params.source not in SOURCES:
         raise ValueError(f"source '{params.source}': expected one of {', '.join(SOURCES)}")
     report, label = None, None
+    with_images = params.image_encoder != ""  # "": text only (no images are read)
     if params.source == "synthetic":
-        root = get_synthetic(params.size, params.seed, params.with_images, params.test_fraction, params.relation)
+        root = get_synthetic(params.size, params.seed, with_images, params.test_fraction, params.relation)
     elif params.source == "amazon-json":
         if not params.input_path:
             raise ValueError("source 'amazon-json' needs input_path= one or more metadata files (comma-separated)")
@@ -98,7 +78,7 @@ def prepare_dataset(params: DataParams, stage: Path) -> tuple[XCDataset, dict]:
         _, rep = curate_to_dir(files, root, CurateParams(params.test_fraction, params.seed, params.clean_titles,
                                                           text_from=params.text_from))
         report = rep.__dict__
-        if params.with_images:  # local files are read, URLs downloaded (resumable; offline: counted, not fatal)
+        if with_images:  # local files are read, URLs downloaded (resumable; offline: counted, not fatal)
             build = build_img_bin(root)
             report["images"] = {k: build[k] for k in ("references", "local", "remote", "beyond_top_k", "outcomes",
                                                       "failures_by_reason", "failed", "written")}

@@ -241,3 +241,38 @@ def validation_filter(ds: "XCDataset", fit: np.ndarray, val: np.ndarray) -> np.n
     Y = ds.Y["train"].tocsr()
     pairs += reciprocal_pairs(Y[val], product[val], Y, fit_row)
     return np.unique(np.asarray(pairs, np.int64).reshape(-1, 2), axis=0)
+
+
+@dataclass
+class Split:
+    """A split's points: their UIDs, truth (points x labels) and filter pairs (rows renumbered to the split)."""
+    name: str
+    uids: list
+    Y: sp.csr_matrix
+    filter: np.ndarray
+
+
+RUN_SPLITS = ("train", "fit", "val", "val-epoch", "val-alpha", "test")  # what split_of gives
+
+
+def filter_rows(filt: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """The filter pairs of the rows `pick` (sorted), renumbered 0..len(pick)-1."""
+    pos = {int(r): i for i, r in enumerate(pick)}
+    kept = [(pos[int(r)], int(c)) for r, c in filt if int(r) in pos]
+    return np.asarray(kept, np.int64).reshape(-1, 2)
+
+
+def split_of(ds: XCDataset, name: str, fit: np.ndarray, val: np.ndarray, seed: int) -> Split:
+    """"train", "test", "fit" (train minus validation: what every model trains on), "val" (carved from train), or a
+    half of it: "val-epoch" (chooses Module IV's epoch), "val-alpha" (chooses the fusion weights)."""
+    if name == "val":
+        return Split("val", [ds.uids["train"][i] for i in val], ds.Y["train"][val], validation_filter(ds, fit, val))
+    if name == "fit":
+        return Split("fit", [ds.uids["train"][i] for i in fit], ds.Y["train"][fit], filter_rows(ds.filters["train"], fit))
+    if name in ("val-epoch", "val-alpha"):
+        v = split_of(ds, "val", fit, val, seed)
+        pick = dict(zip(("val-epoch", "val-alpha"), validation_halves(len(val), seed)))[name]
+        return Split(name, [v.uids[i] for i in pick], v.Y[pick], filter_rows(v.filter, pick))
+    if name not in ds.uids:
+        raise ValueError(f"split '{name}': expected one of {', '.join(RUN_SPLITS)}")
+    return Split(name, ds.uids[name], ds.Y[name], ds.filters[name])

@@ -1,166 +1,44 @@
-"""The XC field's usual baselines, run beside MUFIN on the same split, filters and metrics code (stage 07).
-
-Peers: popularity; TF-IDF on titles + napkinXC PLT (one thread, so results repeat; exact search, its default, and
-beam search); TF-IDF + PECOS XR-Linear (in its own Python when `libpecos` cannot live in the kit's environment);
-label kNN and train-point kNN votes with the frozen encoders (text, image, text + image). MUFIN's own rows come from
-the finished run. Every peer trains on the points Module I and IV trained on (train minus validation), so all
-rows see the same data. Each row's difference to MUFIN at P@1 and PSP@5 has a paired-bootstrap interval.
-"""
+"""Stage 07, peers: MUFIN beside the XC field's usual baselines (mufin_lib.baselines) on the same split, filters,
+metrics code and training points (the fit points: train minus validation), with paired-bootstrap intervals of each
+row's difference to MUFIN at P@1 and PSP@5."""
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from .config import ranged
-from .data.xc import XCDataset
-from .encoders import Embeddings
-from .metrics import evaluate, inv_propensity, paired_bootstrap, point_parts, topk_to_csr
-from .retrieval import exact_search
+from ..baselines import (MODALITIES, frozen_vectors, label_knn_scores, pecos_python, pecos_scores, plt_scores,
+                         popularity_scores, tfidf, vote_scores)
+from ..bags import bag_source
+from ..config import ranged
+from ..layout import METRICS, PROPENSITY_A, PROPENSITY_B
+from ..metrics import evaluate, filter_room, paired_bootstrap, point_parts
+from ..module1 import load_model, module1_scores
+from ..progress import tqdm
+from ..report import write_metrics, write_table
+from .evaluate import score_split, split_terms
+from .module1 import load_params, variant_dir, variants
+from ..fusion import mufin_variants
 
-MODALITIES = ("text", "image", "text+image")
-PEERS = ("popularity", "tfidf-plt", "tfidf-plt-beam", "tfidf-pecos", "label-knn", "train-knn")
+PEERS = ("popularity", "tfidf-plt", "tfidf-plt-beam", "tfidf-pecos", "label-knn", "votes")
 BOOTSTRAP_METRICS = ("P@1", "PSP@5")
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5")
-
-
-def frozen_vectors(emb: Embeddings, uids: list[str], modality: str) -> np.ndarray:
-    """One vector per product. text+image concatenates the unit title and unit mean-image vectors, so the
-    inner product is the sum of the two cosines (a missing modality adds nothing)."""
-    row = emb.row()
-    idx = np.array([row[u] for u in uids])
-    if modality == "text":
-        return np.asarray(emb.text)[idx]
-    if modality == "image":
-        return emb.image_mean()[idx]
-    if modality == "text+image":
-        return np.hstack([np.asarray(emb.text)[idx], emb.image_mean()[idx]])
-    raise ValueError(f"modality '{modality}': expected one of {MODALITIES}")
-
-
-def _room(filt: np.ndarray) -> int:
-    """The most filter pairs of one point: retrieving k + this many leaves k after filtering."""
-    return int(np.bincount(filt[:, 0]).max()) if len(filt) else 0
-
-
-def label_knn_scores(emb: Embeddings, query_uids, label_uids, modality: str, k: int) -> sp.csr_matrix:
-    Q, X = frozen_vectors(emb, query_uids, modality), frozen_vectors(emb, label_uids, modality)
-    S, I = exact_search(Q, X, k)
-    return topk_to_csr(I, S, len(label_uids))
-
-
-def frozen_nn(ds: XCDataset, emb: Embeddings, split: str = "test", modality: str = "text+image",
-              k: int = 5, A: float = 0.6, B: float = 2.6) -> dict:
-    """Metrics of the nearest labels by the frozen encoders (stage 01's check: the floor a trained model must beat)."""
-    scores = label_knn_scores(emb, ds.uids[split], ds.uids["label"], modality, k + _room(ds.filters[split]))
-    m = evaluate(scores, ds.Y[split], inv_propensity(ds.Y["train"], A, B), ds.filters[split])
-    return {"modality": modality, "split": split, **m}
-
-
-def frozen_table(ds: XCDataset, emb: Embeddings, split: str = "test", modalities=MODALITIES):
-    """frozen_nn for each modality, one row each (a pandas DataFrame)."""
-    import pandas as pd
-
-    return pd.DataFrame([frozen_nn(ds, emb, split, m) for m in modalities])
-
-
-def train_knn_scores(Q: np.ndarray, K: np.ndarray, Y_fit: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
-    """Votes of the `neighbours` nearest training points: label l scores the sum of the (positive) similarities
-    of the neighbours that have l."""
-    S, I = exact_search(Q, K, neighbours)
-    W = sp.csr_matrix((np.maximum(S, 0).ravel() + 1e-6, I.ravel(), np.arange(0, S.size + 1, S.shape[1])),
-                      shape=(len(Q), K.shape[0]))
-    return (W @ Y_fit).tocsr()
-
-
-def popularity_scores(Y_fit: sp.csr_matrix, n_points: int, k: int) -> sp.csr_matrix:
-    freq = np.asarray(Y_fit.sum(0)).ravel()
-    top = np.argsort(-freq, kind="stable")[:k]
-    return topk_to_csr(np.tile(top, (n_points, 1)), np.tile(freq[top], (n_points, 1)), Y_fit.shape[1])
-
-
-def tfidf(train_texts: list[str], test_texts: list[str], ngrams: int = 2):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    vec = TfidfVectorizer(ngram_range=(1, ngrams), sublinear_tf=True, dtype=np.float32)
-    return vec.fit_transform(train_texts).tocsr(), vec.transform(test_texts).tocsr()
-
-
-def _labels_lists(Y: sp.csr_matrix) -> list[list[int]]:
-    Y = sp.csr_matrix(Y)
-    return [Y.indices[Y.indptr[i]:Y.indptr[i + 1]].tolist() for i in range(Y.shape[0])]
-
-
-def plt_scores(Xtr, Y_fit, Xte, k: int, search: str = "exact", beam: int = 10, seed: int = 0) -> tuple[sp.csr_matrix, float, float]:
-    """napkinXC PLT (one thread: results repeat). Returns (scores, train seconds, predict seconds)."""
-    from napkinxc.models import PLT
-
-    d = tempfile.mkdtemp(prefix="mufin-plt-")
-    try:
-        m = PLT(d, threads=1, seed=seed, tree_search_type=search, beam_search_width=beam)
-        t = time.perf_counter()
-        m.fit(Xtr, _labels_lists(Y_fit))
-        train_s = time.perf_counter() - t
-        t = time.perf_counter()
-        pred = m.predict_proba(Xte, top_k=k)
-        pred_s = time.perf_counter() - t
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    rows = [i for i, p in enumerate(pred) for _ in p]
-    cols = [int(lab) for p in pred for lab, _ in p]
-    vals = [float(pr) + 1e-6 for p in pred for _, pr in p]
-    return sp.csr_matrix((vals, (rows, cols)), shape=(Xte.shape[0], Y_fit.shape[1])), train_s, pred_s
-
-
-def pecos_python(configured: str = "") -> str | None:
-    """A Python that can import pecos: `configured`, else $MUFIN_PECOS_PYTHON, else this one; None if none can."""
-    for py in (configured, os.environ.get("MUFIN_PECOS_PYTHON", ""), sys.executable):
-        if py and (shutil.which(py) or Path(py).exists()):
-            ok = subprocess.run([py, "-c", "import pecos.xmc.xlinear"], capture_output=True).returncode == 0
-            if ok:
-                return py
-    return None
-
-
-def pecos_scores(Xtr, Y_fit, Xte, k: int, python: str) -> tuple[sp.csr_matrix, float, float]:
-    """PECOS XR-Linear with its defaults, run by `python` (its own environment: libpecos needs numpy < 2)."""
-    d = Path(tempfile.mkdtemp(prefix="mufin-pecos-"))
-    try:
-        sp.save_npz(d / "Xtr.npz", sp.csr_matrix(Xtr, dtype=np.float32))
-        sp.save_npz(d / "Ytr.npz", sp.csr_matrix(Y_fit, dtype=np.float32))
-        sp.save_npz(d / "Xte.npz", sp.csr_matrix(Xte, dtype=np.float32))
-        script = Path(__file__).with_name("pecos_runner.py")
-        res = subprocess.run([python, str(script), str(d), str(k)], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"PECOS ({python}) failed: {res.stderr.strip()[-500:]}")
-        times = json.loads((d / "times.json").read_text())
-        P = sp.load_npz(d / "P.npz").tocsr()
-        P.data = P.data + 1e-6
-        return P, times["train_s"], times["predict_s"]
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @dataclass
 class PeersParams:
     """Stage 07's parameters (notebook 07's parameters cell equals these defaults)."""
-    peers: str = "popularity,tfidf-plt,tfidf-plt-beam,tfidf-pecos,label-knn,train-knn"  # which peers run
-    knn_neighbours: int = ranged(20, 1)  # train-point kNN: votes of this many nearest training points
+    peers: str = "popularity,tfidf-plt,tfidf-plt-beam,tfidf-pecos,label-knn,votes"  # which peers run
+    vote_neighbours: int = ranged(20, 1)  # votes: this many nearest training points (frozen encoders) vote
     plt_beam_width: int = ranged(10, 1)  # tfidf-plt-beam: napkinXC's beam search width
     tfidf_ngrams: int = ranged(2, 1)  # word n-grams up to this length
     pecos_python: str = ""  # a Python with libpecos ("": $MUFIN_PECOS_PYTHON, else this one; else "not installed")
     bootstrap: int = ranged(1000, 10)  # paired-bootstrap resamples of the test points
-    propensity_A: float = ranged(0.6, 0, lo_open=True)
-    propensity_B: float = ranged(2.6, 0)
+    propensity_A: float = ranged(PROPENSITY_A, 0, lo_open=True)
+    propensity_B: float = ranged(PROPENSITY_B, 0)
     seed: int = 0
 
 
@@ -177,10 +55,7 @@ class Row:
 
 def mufin_rows(run, k: int) -> list[Row]:
     """Module I (and the twins stage 02 trained), MUFIN-(alpha=1), Module IV alone and MUFIN, from the run."""
-    from .fusion import label_alphas, mufin_variants, score_split, split_terms
-    from .module1 import load_model, module1_scores, variant_dir, variants
-
-    ds, p1 = run.dataset, run.module1_params
+    ds, p1 = run.dataset, load_params(run)
     m1, m4, ev = run.metrics("module1"), run.metrics("module4"), run.metrics("evaluate")
     t4 = sum(h.get("seconds", 0.0) for h in m4["history"]) or m4.get("s_per_epoch", 0.0) * len(m4["history"])
     t1 = m1["timing"]
@@ -189,7 +64,8 @@ def mufin_rows(run, k: int) -> list[Row]:
     rows = []
     for i, (name, p) in enumerate(variants(p1).items()):
         model = run.module1 if i == 0 else load_model(variant_dir(run.stage("module1"), name, p1), ds)
-        scores, _, _ = module1_scores(model, ds, emb, "test", p, k)
+        test = run.split("test")
+        scores = module1_scores(model, bag_source(model, ds, emb, p), test.uids, ds.uids["label"], k + filter_room(test.filter))
         rows.append(Row(f"Module I ({name})", "MUFIN", scores, t1.get(name, {}).get("total_s"),
                         predict_from="cached encoder features", note="" if i == 0 else "twin of the run's Module I"))
     e, r, sl = score_split(run, "test")
@@ -198,7 +74,7 @@ def mufin_rows(run, k: int) -> list[Row]:
     rec = run.alpha_record
     terms = rec.get("terms")
     v, p = split_terms(run, "test", sl, terms["vote_neighbours"]) if terms else (None, None)
-    for name, scores in mufin_variants(rec, label_alphas(run) if rec.get("by_frequency") else None, e, r, sl,
+    for name, scores in mufin_variants(rec, run.fusion.label_alpha(run.fit_labels) if rec.get("by_frequency") else None, e, r, sl,
                                        ds.num_labels, v, p):
         rows.append(Row(name, "MUFIN", scores, round(main_t1 + t4, 1), total_ms,
                         "raw title and images (encoders, retrieval, ranker)"))
@@ -206,8 +82,6 @@ def mufin_rows(run, k: int) -> list[Row]:
 
 
 def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[Row]:
-    from .progress import tqdm
-
     ds, emb = run.dataset, run.embeddings
     fit, _ = run.carve
     Y_fit = sp.csr_matrix(ds.Y["train"][fit])
@@ -218,7 +92,7 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
     bad = [p for p in wanted if p not in PEERS]
     if bad:
         raise ValueError(f"peers: {', '.join(bad)} unknown; expected some of {', '.join(PEERS)}")
-    has_images = run.module1_params.image_encoder != "" and np.asarray(emb.image_mean()).size > 0
+    has_images = run.module1_saved.image_encoder != "" and np.asarray(emb.image_mean()).size > 0
     mods = list(MODALITIES) if has_images else ["text"]
     rows: list[Row] = []
     tf = None
@@ -255,14 +129,14 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
                 s = label_knn_scores(emb, test.uids, ds.uids["label"], m, k)
                 rows.append(Row(f"label kNN, frozen ({m})", "peer", s, 0.0, round(1000 * (time.perf_counter() - t) / n, 3),
                                 "cached encoder features"))
-        elif peer == "train-knn":
+        elif peer == "votes":
             for m in mods:
                 t = time.perf_counter()
                 K = frozen_vectors(emb, fit_uids, m)
                 build = time.perf_counter() - t
                 t = time.perf_counter()
-                s = train_knn_scores(frozen_vectors(emb, test.uids, m), K, Y_fit, params.knn_neighbours)
-                rows.append(Row(f"train-point kNN ({params.knn_neighbours}), frozen ({m})", "peer", s, round(build, 2),
+                s = vote_scores(frozen_vectors(emb, test.uids, m), K, Y_fit, params.vote_neighbours)
+                rows.append(Row(f"training-point votes ({params.vote_neighbours}), frozen ({m})", "peer", s, round(build, 2),
                                 round(1000 * (time.perf_counter() - t) / n, 3), "cached encoder features"))
     return rows
 
@@ -274,13 +148,12 @@ class PeersResult:
     twins: "object"  # pandas DataFrame: the run's Module I against its modality twins, with intervals
 
 
-def peers_stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
+def stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
     """Stage 07 on a finished run (stages 01-06): MUFIN's rows and the peers' on test, with paired-bootstrap
-    intervals of each row's difference to MUFIN at P@1 and PSP@5."""
-    import pandas as pd
-
+    intervals of each row's difference to MUFIN at P@1 and PSP@5; writes table_peers.*, table_module1_modalities.*
+    and metrics.json."""
     test = run.split("test")
-    k = 5 + _room(test.filter)
+    k = 5 + filter_room(test.filter)
     inv_p = run.inv_propensity(params.propensity_A, params.propensity_B)  # as stage 06
     rows = mufin_rows(run, k) + peer_rows(run, params, k, progress)
     ref = run.metrics("evaluate").get("mufin")  # the MUFIN the run predicts with (stage 06)
@@ -307,14 +180,18 @@ def peers_stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
                "propensity": {"A": params.propensity_A, "B": params.propensity_B},
                "module1_twins_vs_main": twins.to_dict("records"),
                "results": table.astype(object).where(table.notna(), None).to_dict("records")}
+    out = run.stage("peers")
+    write_table(table, out, "table_peers",
+                caption=f"MUFIN and peers, test split ({run.data_title}); differences to MUFIN with 95% paired-bootstrap intervals")
+    write_table(twins, out, "table_module1_modalities",
+                caption=f"Module I against its modality twins, test split ({run.data_title}), 95% paired-bootstrap intervals")
+    write_metrics(out, summary, METRICS)
     return PeersResult(table, summary, twins)
 
 
 def _twins_vs_main(rows: list[Row], test, inv_p, params: PeersParams):
     """Module I's modality twins (stage 02's compare_modalities) against the run's Module I, paired bootstrap: does
     the photo (or the title) help?"""
-    import pandas as pd
-
     m1 = [r for r in rows if r.method.startswith("Module I (")]
     out = []
     for twin in m1[1:]:

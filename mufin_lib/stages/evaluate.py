@@ -1,0 +1,165 @@
+"""Stage 06, evaluate: the fusion tuned on the validation half that did not choose Module IV's epoch (alpha, and the
+kit's added terms), saved with the run (evaluate/alpha.json: how; fusion.json: FusionParams, what prediction uses),
+then the main table on test and the prediction time per product through the same Predictor as `mufin predict`.
+Also here: the run's trained model as a Predictor (`predictor`) and as a model folder (`export`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..bags import embed_rows
+from ..config import choice, ranged
+from ..data.amazon import Product
+from ..data.images import ImageStore
+from ..fusion import (FusionParams, added, label_bins, mufin_variants, pair_terms, save_alpha, score_shortlists,
+                      tune_alpha, tune_alpha_bins, tune_terms)
+from ..layout import METRICS, MODEL, PROPENSITY_A, PROPENSITY_B
+from ..metrics import evaluate
+from ..module1 import evaluate_model
+from ..predictor import Predictor, ShortlistParams, time_recommend
+from ..report import write_metrics, write_table
+from ..training import saved_record
+
+
+@dataclass
+class EvaluateParams:
+    """Stage 06's parameters (notebook 06's parameters cell equals these defaults)."""
+    alpha_metric: str = choice("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5")  # the validation metric that picks alpha
+    propensity_A: float = ranged(PROPENSITY_A, 0, lo_open=True)
+    propensity_B: float = ranged(PROPENSITY_B, 0)
+    # kit option (the paper's future work, popularity-aware scoring): one alpha per bin of label training frequency,
+    # tuned on validation from the global alpha, one bin at a time; "" keeps one alpha for every label (the paper)
+    frequency_bins: str = ""  # bin edges in training points per label, e.g. "2,5,20": bins 0-1, 2-4, 5-19, 20+
+    # kit options (on by default; the paper preset turns them off): + beta * training-point votes and + gamma *
+    # log-popularity, beta, gamma and alpha tuned together on validation over VOTE_GRID x PRIOR_GRID x the alpha grid
+    votes: bool = True
+    prior: bool = True
+    vote_neighbours: int = ranged(20, 1)  # Module I's nearest fit points that vote
+    timing_points: int = ranged(50, 0)  # products encoded from raw title and images to time prediction (0: no timing)
+    seed: int = 0
+
+
+
+@dataclass
+class EvaluateResult:
+    alpha: float  # the paper's score's alpha
+    fusion: FusionParams  # what the run predicts with
+    curve: list  # validation metrics per alpha of the grid (the paper's score)
+    table: pd.DataFrame  # Module I, MUFIN-(alpha=1), Module IV alone, MUFIN on test
+    timing: dict  # ms per point: encode / retrieve / rank
+    summary: dict  # metrics.json
+
+
+# the paper's figures, as data: MM-AmazonTitles-300K, paper's encoders, 4 V100s (supplementary §F, Table 6)
+PAPER_P1 = {"MUFIN": 52.30}
+
+
+def score_split(run, split: str, ranker=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embedding scores, ranker scores, shortlist) of a split's shortlists, by the run's ranker or another one (a
+    variant trained on the same run)."""
+    _, sl = run.shortlists(split)
+    e, r = score_shortlists(ranker or run.ranker, run.bags, run.bags.rows_of(run.split(split).uids), run.label_rows, sl,
+                            module1=run.module1)
+    return e, r, sl
+
+
+def split_terms(run, split: str, shortlist: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training-point votes, log-popularity) of each shortlisted (point, label) of a split."""
+    x1 = embed_rows(run.module1, run.bags, run.bags.rows_of(run.split(split).uids))
+    return pair_terms(run.train_votes(neighbours), run.popularity, x1, shortlist)
+
+
+def _tune(run, params: EvaluateParams, inv_p) -> dict:
+    """alpha (the paper's score), then alpha with the added terms and per frequency bin, on the val-alpha half: the
+    record save_alpha writes (alpha, metric, curve, by_frequency, terms)."""
+    val = run.split("val-alpha")  # the other half chose Module IV's epoch
+    e, r, sl = score_split(run, "val-alpha")
+    alpha, curve = tune_alpha(e, r, sl, val.Y, val.filter, inv_p, metric=params.alpha_metric)
+    terms, extra = None, 0.0
+    if params.votes or params.prior:
+        v, p = split_terms(run, "val-alpha", sl, params.vote_neighbours)
+        terms = {**tune_terms(e, r, sl, v, p, val.Y, val.filter, inv_p, params.alpha_metric, params.votes, params.prior),
+                 "votes": params.votes, "prior": params.prior, "vote_neighbours": params.vote_neighbours}
+        extra = added(terms, v, p)
+    by_freq = None
+    if params.frequency_bins:
+        bins, names = label_bins(run.fit_labels, params.frequency_bins)
+        per_bin, _ = tune_alpha_bins(e, r, sl, val.Y, val.filter, inv_p, bins, len(names),
+                                     terms["alpha"] if terms else alpha, metric=params.alpha_metric, extra=extra)
+        by_freq = {"edges": params.frequency_bins, "bins": names, "alphas": [float(a) for a in per_bin],
+                   "labels_per_bin": np.bincount(bins, minlength=len(names)).tolist()}
+    return {"alpha": alpha, "metric": params.alpha_metric, "curve": curve, "by_frequency": by_freq, "terms": terms}
+
+
+def _forget_fusion(run) -> None:
+    """A re-run of stage 06 in the same kernel reads its new fusion record, not the one cached before."""
+    for name in ("alpha_record", "fusion"):
+        run.__dict__.pop(name, None)
+
+
+def stage(run, params: EvaluateParams) -> EvaluateResult:
+    """Tune the fusion on validation (saved with the run), then the main table on test (table2_main.*), the
+    prediction time and metrics.json."""
+    inv_p = run.inv_propensity(params.propensity_A, params.propensity_B)
+    out = run.stage("evaluate")
+    rec = _tune(run, params, inv_p)
+    save_alpha(out, rec["alpha"], rec["metric"], rec["curve"], rec["by_frequency"], rec["terms"])
+    fusion = FusionParams.from_record(rec)
+    fusion.save(out)
+    _forget_fusion(run)
+    test = run.split("test")
+    e, r, sl = score_split(run, "test")
+    v, p = split_terms(run, "test", sl, params.vote_neighbours) if rec["terms"] else (None, None)
+    rows = [{"method": "Module I only (exact NN)",
+             **evaluate_model(run.module1, run.bags, test, run.dataset.uids["label"], inv_p)}]
+    per_label = fusion.label_alpha(run.fit_labels) if rec["by_frequency"] else None
+    for name, scores in mufin_variants(rec, per_label, e, r, sl, test.Y.shape[1], v, p):
+        rows.append({"method": name, **evaluate(scores, test.Y, inv_p, test.filter)})
+    table = pd.DataFrame(rows)
+    table.insert(0, "data", run.data_name)
+    table["A"], table["B"] = params.propensity_A, params.propensity_B
+    main = rows[-1]["method"]  # the MUFIN the run predicts with
+    paper_row = f"MUFIN (alpha={rec['alpha']})"  # the paper's score (the kit's options are not the paper's method)
+    table["paper_P@1 (MM-AmazonTitles-300K)"] = [PAPER_P1["MUFIN"] if m == paper_row else None for m in table["method"]]
+    timing = prediction_time(run, params.timing_points, sl.shape[1], params.seed) if params.timing_points else {}
+    by = table.set_index("method")
+    summary = {"data": run.data_title, "synthetic": run.synthetic, "alpha": rec["alpha"],
+               "alpha_metric": params.alpha_metric, "alpha_by_frequency": rec["by_frequency"],
+               "fusion_terms": rec["terms"], "mufin": main, "A": params.propensity_A, "B": params.propensity_B,
+               "results": table.to_dict("records"), "timing_ms_per_point": timing,
+               "mufin_minus_alpha1_P@1": round(by.loc[main, "P@1"] - by.loc["MUFIN-(alpha=1)", "P@1"], 4)}
+    write_table(table, out, "table2_main",
+                caption=f"Main results, test split ({run.data_title}); paper column: reported on MM-AmazonTitles-300K")
+    write_metrics(out, summary, METRICS)
+    return EvaluateResult(rec["alpha"], fusion, rec["curve"], table, timing, summary)
+
+
+# ---- the run's model, carried ------------------------------------------------------------------------
+
+def predictor(run) -> Predictor:
+    """The run's trained MUFIN (stages 02-06) as a Predictor: what `mufin predict --run` uses and `export` saves."""
+    ds = run.dataset
+    return Predictor(run.module1, saved_record(run.need("module1", MODEL))["params"], run.ranker,
+                     saved_record(run.need("module4", MODEL))["params"], run.index, run.bags.subset(ds.uids["label"]),
+                     ds.titles["label"], run.fit_embeddings, run.fit_labels, run.fusion,
+                     ShortlistParams.from_stage(run.shortlist_record),
+                     origin={"run": str(run.dir), "data": run.data_title})
+
+
+def export(run, folder: str | Path) -> Path:
+    """Write the run's model folder (Predictor.load reads it alone)."""
+    return predictor(run).save(folder)
+
+
+def prediction_time(run, n_points: int = 50, shortlist: int = 100, seed: int = 0) -> dict:
+    """ms per point of encode (raw title and images through the encoders and Module I) / retrieve / rank, for test
+    products in one batch, through the run's Predictor (its saved fusion)."""
+    ds = run.dataset
+    store = ImageStore.from_dir(ds.root)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(ds.uids["test"]), size=min(n_points, len(ds.uids["test"])), replace=False)
+    prods = [Product(ds.uids["test"][i], ds.titles["test"][i], images=store.get(ds.uids["test"][i])) for i in idx]
+    return time_recommend(predictor(run), prods, shortlist)
