@@ -1,6 +1,6 @@
 """Investigation (not a speed benchmark): does some variant of Module IV beat Module I on a finished run?
 
-Retrains Module IV on the run's Module I, bags and shortlists with each named variant (RankerParams
+Retrains Module IV on the run's Module I, bags and shortlists with each named variant (Module4Params
 overrides), chooses alpha on the filtered validation split as notebook 06 does, and reports test metrics of
 Module IV alone, alpha = 1 and the fused score. The run's own module4/ is left untouched: each variant
 trains under runs/benchmarks/ranker_variants/<run>/<variant>/ (and resumes from its checkpoints there).

@@ -4,13 +4,13 @@
 
 def test_corrupt_and_unknown_images_are_accounted_for_and_not_counted_as_images(tmp_path):
     from mufin_lib.data.prepare import prepare_dataset
-    from mufin_lib.stages.dataset import DatasetParams as DataParams
+    from mufin_lib.stages.dataset import DatasetParams
     from mufin_lib.data.synthetic import SyntheticParams, generate
     from mufin_lib.data.xc import read_xc
 
     root = tmp_path / "syn"
     generate(root, SyntheticParams(n_products=80, seed=4))
-    _, clean = prepare_dataset(DataParams(source="xc-dir", input_path=str(root)), tmp_path / "clean")
+    _, clean = prepare_dataset(DatasetParams(source="xc-dir", input_path=str(root)), tmp_path / "clean")
     ds = read_xc(root)
     no_image = [u for u in ds.uids["label"]
                 if not any(l.startswith(u.encode() + b"\t") for l in (root / "images" / "label.img.bin").read_bytes().splitlines())]
@@ -20,7 +20,7 @@ def test_corrupt_and_unknown_images_are_accounted_for_and_not_counted_as_images(
         f.write(f"{no_image[1]}\taGVsbG8gd29ybGQ=\n".encode())  # base64 of text, not an image
         f.write(b"SOMEONE-ELSE\taGVsbG8gd29ybGQ=\n")  # not a product of this dataset
         f.write(b"no tab on this line\n")
-    _, info = prepare_dataset(DataParams(source="xc-dir", input_path=str(root)), tmp_path / "dirty")
+    _, info = prepare_dataset(DatasetParams(source="xc-dir", input_path=str(root)), tmp_path / "dirty")
     assert info["stats"]["products_without_image"] == clean["stats"]["products_without_image"]
     assert info["stats"]["avg_images_per_product"] == clean["stats"]["avg_images_per_product"]
     rep, before = info["image_read_report"], clean["image_read_report"]

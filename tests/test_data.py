@@ -278,9 +278,9 @@ def test_curate_to_dir_writes_the_release_layout(amazon_dir, tmp_path):
 def test_prepare_amazon_json_names_the_real_data(amazon_dir, tmp_path):
     """Tables on curated Amazon metadata say which file they come from, and are not marked synthetic."""
     from mufin_lib.data.prepare import prepare_dataset
-    from mufin_lib.stages.dataset import DatasetParams as DataParams
+    from mufin_lib.stages.dataset import DatasetParams
 
-    _, info = prepare_dataset(DataParams(source="amazon-json", input_path=str(amazon_dir / "meta_Appliances.first100.json.gz")),
+    _, info = prepare_dataset(DatasetParams(source="amazon-json", input_path=str(amazon_dir / "meta_Appliances.first100.json.gz")),
                               tmp_path / "dataset")
     assert info["data_label"] == "Amazon Appliances" and not info["synthetic"]
     assert info["stats"]["L"] == 100 and json.loads((tmp_path / "dataset" / "dataset.json").read_text())["data_label"] == info["data_label"]
@@ -300,7 +300,7 @@ def test_local_images_relative_file_url_missing_and_unreadable_all_accounted(tmp
     """Curation reads local image files (a path relative to the metadata file's folder, and file://), writes them
     to img.bin as downloaded ones, and counts a missing or unreadable file as a skip with its reason."""
     from mufin_lib.data.prepare import prepare_dataset
-    from mufin_lib.stages.dataset import DatasetParams as DataParams
+    from mufin_lib.stages.dataset import DatasetParams
 
     src = tmp_path / "src"
     (src / "images").mkdir(parents=True)
@@ -314,7 +314,7 @@ def test_local_images_relative_file_url_missing_and_unreadable_all_accounted(tmp
     meta = src / "meta.json"
     meta.write_text("".join(json.dumps(r) + "\n" for r in recs))
     stage = tmp_path / "stage"
-    ds, info = prepare_dataset(DataParams(source="amazon-json", input_path=str(meta), test_fraction=0.5), stage)
+    ds, info = prepare_dataset(DatasetParams(source="amazon-json", input_path=str(meta), test_fraction=0.5), stage)
     imgs = info["curation_report"]["images"]
     assert imgs["references"] == 4 and imgs["local"] == 4
     assert imgs["outcomes"] == {"read_local": 2, "missing_file": 1, "not_an_image": 1}

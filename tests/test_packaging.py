@@ -201,3 +201,21 @@ def test_progress_bars_are_widgets_in_a_notebook(tmp_path, monkeypatch):
     outs = nb.cells[0].outputs
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outs), outs
     assert not any("IProgress not found" in o.get("text", "") for o in outs)
+
+
+def test_no_notebook_import_shadows_one_of_its_parameters():
+    """An import that rebinds a parameter's name (notebook 07's `peers` once met a module `peers`) would hand the
+    module to the stage as the parameter's value."""
+    import ast
+    import json
+
+    for spec in discover_notebooks():
+        nb = json.loads(spec.path.read_text())
+        bound = set()
+        for c in nb["cells"]:
+            if c["cell_type"] != "code" or "parameters" in c["metadata"].get("tags", []):
+                continue
+            for node in ast.walk(ast.parse("".join(c["source"]))):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        assert not bound & set(spec.parameters), f"{spec.name}: imports rebind parameters {bound & set(spec.parameters)}"

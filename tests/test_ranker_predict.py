@@ -52,18 +52,18 @@ def test_per_label_mix_and_frozen_first_epochs(tmp_path):
     """mix="per_label": one mix weight per label, scoring as the global one while all are equal. frozen_epochs:
     the encoder does not move in the frozen-feature epochs while the classifiers do; then it trains."""
     from mufin_lib.ranker import build_ranker, train_ranker
-    from mufin_lib.stages.module4 import Module4Params as RankerParams
+    from mufin_lib.stages.module4 import Module4Params
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
-    g = build_ranker(enc, n_labels, RankerParams())
-    p = build_ranker(enc, n_labels, RankerParams(mix="per_label"))
+    g = build_ranker(enc, n_labels, Module4Params())
+    p = build_ranker(enc, n_labels, Module4Params(mix="per_label"))
     assert g.mix.shape == (1,) and p.mix.shape == (n_labels,)
     p.load_state_dict({**g.state_dict(), "mix": torch.zeros(n_labels)})
     x = torch.randn(3, 2, 16); m = torch.ones(3, 2, dtype=torch.bool); z = torch.randn(3, 16)
     lab = torch.tensor([0, 5, 9])
     assert torch.allclose(g.eval().pair_scores(x, m, x.mean(1), x, m, z, lab), p.eval().pair_scores(x, m, x.mean(1), x, m, z, lab))
 
-    params = RankerParams(epochs=1, frozen_epochs=1, batch_size=32, warmup_steps=0, select_epoch=False,
+    params = Module4Params(epochs=1, frozen_epochs=1, batch_size=32, warmup_steps=0, select_epoch=False,
                           classifier_lr=5e-3, mix="per_label")
     r0 = build_ranker(enc, n_labels, params)
     enc0 = {k: v.clone() for k, v in r0.encoder.state_dict().items()}
@@ -183,10 +183,10 @@ def _tiny_ranker_inputs(tmp_path):
 
 def test_ranker_resume_gives_the_same_weights(tmp_path):
     from mufin_lib.ranker import build_ranker, train_ranker
-    from mufin_lib.stages.module4 import Module4Params as RankerParams
+    from mufin_lib.stages.module4 import Module4Params
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
-    p = RankerParams(epochs=2, batch_size=32, warmup_steps=2)
+    p = Module4Params(epochs=2, batch_size=32, warmup_steps=2)
     full, h_full = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "a", p, progress=False)
     train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "b", p, stop_after=1, progress=False)
     assert not (tmp_path / "b" / "model.pt").exists()
@@ -201,7 +201,7 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
     """A scripted validation score: the saved ranker is the best epoch's weights (not the last), a resume
     keeps that choice, and patience stops training once the score has not improved for that many epochs."""
     from mufin_lib.ranker import build_ranker, train_ranker
-    from mufin_lib.stages.module4 import Module4Params as RankerParams
+    from mufin_lib.stages.module4 import Module4Params
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
 
@@ -209,7 +209,7 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
         it = iter(scores)
         return lambda ranker: (lambda v: v if isinstance(v, dict) else {"val_fused_P@1": v})(next(it))
 
-    p = RankerParams(epochs=4, batch_size=32, warmup_steps=2)
+    p = Module4Params(epochs=4, batch_size=32, warmup_steps=2)
     r, h = train_ranker(build_ranker(enc, n_labels, p), *args, tmp_path / "a", p, progress=False,
                         validate=scripted([10.0, 30.0, 20.0, 30.0]))
     assert len(h) == 4 and [x["selected"] for x in h] == [False, True, False, False]  # ties: the earlier epoch
@@ -221,7 +221,7 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
     for k in best["model"]:
         assert torch.equal(saved["model"][k], best["model"][k]) and torch.equal(r.state_dict()[k], best["model"][k]), k
 
-    p2 = RankerParams(epochs=6, batch_size=32, warmup_steps=2, patience=2)
+    p2 = Module4Params(epochs=6, batch_size=32, warmup_steps=2, patience=2)
     _, h2 = train_ranker(build_ranker(enc, n_labels, p2), *args, tmp_path / "b", p2, progress=False,
                          validate=scripted([30.0, 20.0, 25.0, 99.0, 99.0, 99.0]))
     assert len(h2) == 3 and h2[0]["selected"]  # stopped after 2 epochs without a gain; epoch 4 never ran
@@ -230,7 +230,7 @@ def test_ranker_keeps_the_best_validation_epoch_and_stops_early(tmp_path):
                          validate=scripted([]))
     assert len(h3) == 3 and torch.load(tmp_path / "b" / "model.pt", weights_only=False)["epoch"] == 1
     # equal P@1 (a small validation set): fused nDCG@5 decides
-    p3 = RankerParams(epochs=3, batch_size=32, warmup_steps=2)
+    p3 = Module4Params(epochs=3, batch_size=32, warmup_steps=2)
     _, h4 = train_ranker(build_ranker(enc, n_labels, p3), *args, tmp_path / "c", p3, progress=False,
                          validate=scripted([{"val_fused_P@1": 5.0, "val_fused_nDCG@5": n} for n in (1.0, 3.0, 2.0)]))
     assert [x["selected"] for x in h4] == [False, True, False]
@@ -262,12 +262,12 @@ def test_classifier_vectors_move_at_the_classifier_lr(tmp_path):
     measured 1.1 deg at the authors' classifier lr of 5e-3 and 0.006 deg at the encoder's 5e-5. The bounds (0.5 deg,
     0.1 deg) sit between the two; a classifier left out of the optimizer, or trained at the encoder's lr, fails."""
     from mufin_lib.ranker import build_ranker, train_ranker
-    from mufin_lib.stages.module4 import Module4Params as RankerParams
+    from mufin_lib.stages.module4 import Module4Params
 
     enc, n_labels, args = _tiny_ranker_inputs(tmp_path)
 
     def mean_angle(classifier_lr, out):
-        p = RankerParams(epochs=1, batch_size=32, warmup_steps=0, classifier_lr=classifier_lr, select_epoch=False)
+        p = Module4Params(epochs=1, batch_size=32, warmup_steps=0, classifier_lr=classifier_lr, select_epoch=False)
         r = build_ranker(enc, n_labels, p)
         r.init_classifiers(np.zeros((n_labels, 16), np.float32))  # replaced by z_l^1 inside train_ranker
         from mufin_lib.bags import embed_rows
@@ -339,10 +339,10 @@ def test_alpha_by_label_frequency_bins_and_fuse_per_label():
 
 def test_checkpoints_are_set_aside_when_the_inputs_change(tmp_path):
     """Stage 05 re-run after stage 04 made other shortlists must not resume a ranker trained on the old ones."""
-    from mufin_lib.stages.module4 import Module4Params as RankerParams
+    from mufin_lib.stages.module4 import Module4Params
     from mufin_lib.training import discard_stale_checkpoints, save_checkpoint
 
-    p = RankerParams()
+    p = Module4Params()
     discard_stale_checkpoints(tmp_path, p, log=lambda m: None, inputs="digest-a")  # a first run records its inputs
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", params=__import__("dataclasses").asdict(p), epoch=1)
     discard_stale_checkpoints(tmp_path, p, log=lambda m: None, inputs="digest-a")  # same inputs: resume

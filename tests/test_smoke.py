@@ -153,12 +153,12 @@ def test_torchrun_entries_get_the_notebooks_parameters(smoke_run):
     from mufin_lib.config import ConfigError, params_from
     from mufin_lib.stages.torchrun import stage_parameters
     from mufin_lib.stages.module1 import Module1Params
-    from mufin_lib.stages.module4 import Module4Params as RankerParams
+    from mufin_lib.stages.module4 import Module4Params
 
     run_dir, _ = smoke_run
     recorded = json.loads((run_dir / "run.json").read_text())["notebooks"]
-    p5 = stage_parameters(run_dir, "05", ["05.lr=0.01", "epochs=7"], RankerParams)
-    want = params_from(RankerParams, {**recorded["05_module4_ranker"]["parameters"], "lr": 0.01, "epochs": 7})
+    p5 = stage_parameters(run_dir, "05", ["05.lr=0.01", "epochs=7"], Module4Params)
+    want = params_from(Module4Params, {**recorded["05_module4_ranker"]["parameters"], "lr": 0.01, "epochs": 7})
     assert p5 == want
     p2 = stage_parameters(run_dir, "02", [], Module1Params)
     assert p2 == params_from(Module1Params, recorded["02_module1_siamese"]["parameters"])

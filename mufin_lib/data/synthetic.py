@@ -140,20 +140,15 @@ def _brand_names(rng, n):
     return [names[i % len(names)] + ("" if i < len(names) else f" {i // len(names) + 1}") for i in range(n)]
 
 
-def generate_products(p: SyntheticParams) -> dict:
-    """All attributes and the also_buy matrix, as arrays (no images yet)."""
-    rng = np.random.default_rng([p.seed, 2])  # 2: products, titles and images unchanged since v2
-    cats = list(CATEGORIES)
-    cat_w = np.array([CATEGORIES[c] for c in cats], float)
-    cat_w /= cat_w.sum()
-    n = p.n_products
-    # Collections are made until n products exist. Brands: about one per 40 products.
+def _collections(rng, n: int, cats: list[str], cat_w: np.ndarray):
+    """Brands (about one per 40 products), each in one category, and collections (a brand's line in 2-4
+    colourways, each of several product types) made until n products exist, in a shuffled catalogue order.
+    Returns (brand names, each brand's category, rows of (collection, brand, line, colour, pattern, type))."""
     n_brands = max(8, n // 40)
     brands = _brand_names(rng, n_brands)
     brand_cat = rng.choice(len(cats), size=n_brands, p=cat_w)
-    rows = []  # (collection id, brand, line, colour, pattern, type)
+    rows = []
     coll = 0
-    line_of = []  # per collection: (brand, line)
     while len(rows) < n:
         b = int(rng.integers(n_brands))
         line = int(rng.integers(len(LINES)))
@@ -164,17 +159,15 @@ def generate_products(p: SyntheticParams) -> dict:
             k = int(min(len(types), 2 + rng.geometric(0.3)))
             for t in rng.choice(len(types), size=k, replace=False):
                 rows.append((coll, b, line, s // len(PATTERNS), s % len(PATTERNS), int(t)))
-            line_of.append((b, line))
             coll += 1
     rows = np.array(rows[:n], np.int64)
-    order = rng.permutation(n)  # catalogue order must not reveal collections
-    rows = rows[order]
-    collection, brand, line, colour, pattern, ptype = rows.T
-    category = brand_cat[brand]
-    # Zipf-like popularity: heavy head, long tail.
-    pop = rng.pareto(1.2, size=n) + 1.0
-    pop /= pop.mean()
+    return brands, brand_cat, rows[rng.permutation(n)]  # catalogue order must not reveal collections
 
+
+def _collection_also_buy(rng, collection, brand, line, pop) -> sp.csr_matrix:
+    """v2's also_buy ("collections"): a product's collection mates (more likely when popular), sometimes a product
+    of the same line in another colourway, and now and then one of the catalogue's most popular products."""
+    n = len(collection)
     members: dict[int, list[int]] = {}
     for i, c in enumerate(collection):
         members.setdefault(int(c), []).append(i)
@@ -201,8 +194,12 @@ def generate_products(p: SyntheticParams) -> dict:
     Y = sp.csr_matrix((np.ones(len(ri), np.float32), (ri, ci)), shape=(n, n))
     Y.data[:] = 1.0
     Y.sum_duplicates(); Y.data[:] = 1.0
+    return Y
 
-    # Titles (title-only: brand, line, material, details) and image counts.
+
+def _titles_and_image_counts(rng, p: SyntheticParams, cats, category, ptype, brand, brands, line):
+    """Titles (title-only signal: brand, line, material, details; some products have none) and image counts."""
+    n = len(category)
     has_title = rng.random(n) >= p.p_no_title
     n_img = np.where(rng.random(n) < p.p_no_image, 0, np.minimum(p.max_images, rng.geometric(0.45, size=n)))
     n_img = np.where(~has_title & (n_img == 0), 1, n_img) if p.with_images else np.zeros(n, int)
@@ -220,6 +217,23 @@ def generate_products(p: SyntheticParams) -> dict:
         if rng.random() < 0.6:
             words.append("- " + DETAILS[rng.integers(len(DETAILS))])
         titles.append(" ".join(words))
+    return titles, n_img
+
+
+def generate_products(p: SyntheticParams) -> dict:
+    """All attributes and the also_buy matrix, as arrays (no images yet)."""
+    rng = np.random.default_rng([p.seed, 2])  # 2: products, titles and images unchanged since v2 (one stream, in order)
+    cats = list(CATEGORIES)
+    cat_w = np.array([CATEGORIES[c] for c in cats], float)
+    cat_w /= cat_w.sum()
+    n = p.n_products
+    brands, brand_cat, rows = _collections(rng, n, cats, cat_w)
+    collection, brand, line, colour, pattern, ptype = rows.T
+    category = brand_cat[brand]
+    pop = rng.pareto(1.2, size=n) + 1.0  # Zipf-like popularity: heavy head, long tail
+    pop /= pop.mean()
+    Y = _collection_also_buy(rng, collection, brand, line, pop)
+    titles, n_img = _titles_and_image_counts(rng, p, cats, category, ptype, brand, brands, line)
     uids = [f"SYN{p.seed:02d}{i:07d}" for i in range(n)]
     prod = dict(uids=uids, titles=titles, category=category, category_names=cats, brand=brand,
                 brand_names=brands, line=line, colour=colour, pattern=pattern, ptype=ptype,
