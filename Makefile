@@ -51,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/module1_throughput.py
 	$(BIN)/mufin run --only 11 --publish  # plots them (runs/<id>/benchmarks/, figures/)
 
-# Module IV variants retrained on a finished run (34 min on the default run, 2 cores): make ranker-variants RUN=runs/<id>
+# Module IV variants retrained on a finished run (REPRODUCE.md gives its time): make ranker-variants RUN=runs/<id>
 ranker-variants: $(STAMP)
 	@test -n "$(RUN)" || { echo "set RUN=runs/<id>, a run with notebooks 01-04 done"; exit 2; }
 	$(BIN)/python benchmarks/ranker_variants.py --run $(RUN)

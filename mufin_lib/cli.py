@@ -24,6 +24,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _model_command(args) -> int:
+    """`mufin export` and `mufin predict`: a missing or unusable run or model folder is one line, exit 2."""
+    try:
+        if args.cmd == "export":
+            from .artifacts import open_run
+            from .stages.evaluate import export
+            out = export(open_run(args.run), args.folder)
+            print(f"model folder written: {out} (load it with mufin_lib.predictor.Predictor.load, or mufin predict --model)")
+            return 0
+        from .predict import predict_file
+        res = predict_file(args.input, args.output, args.top_k, run=args.run, model=args.model)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"mufin {args.cmd}: error: {e}")
+        return 2
+    print(f"{res['recommended']} products recommended, {res['problems']} reported without recommendations -> {res['output']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mufin", description="mufin-kit: reproduce MUFIN (CVPR 2022)")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -52,25 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("run", help="a finished run directory (runs/<id>)")
     ep.add_argument("folder", help="the model folder to write")
     args = ap.parse_args(argv)
-    if args.cmd == "export":
-        from .artifacts import open_run
-        from .stages.evaluate import export
-        try:
-            out = export(open_run(args.run), args.folder)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"mufin export: error: {e}")
-            return 2
-        print(f"model folder written: {out} (load it with mufin_lib.predictor.Predictor.load, or mufin predict --model)")
-        return 0
-    if args.cmd == "predict":
-        from .predict import predict_file
-        try:
-            res = predict_file(args.input, args.output, args.top_k, run=args.run, model=args.model)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"mufin predict: error: {e}")
-            return 2
-        print(f"{res['recommended']} products recommended, {res['problems']} reported without recommendations -> {res['output']}")
-        return 0
+    if args.cmd in ("export", "predict"):
+        return _model_command(args)
     if args.cmd == "run":
         return run_mod.run_command(args)
     from .data import manifest

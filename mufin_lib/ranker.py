@@ -1,4 +1,4 @@
-"""Module IV (spec §7): the label-adapted ranker, and fusion with the embedding score (spec §8).
+"""Module IV (spec §7): the label-adapted ranker.
 
 For a point and a shortlisted label l, cross-attention A_C takes the point's bag X^1 as queries and the
 label's bag Z_l^1 as keys and values (residual + LayerNorm), and the masked mean gives the label-adapted

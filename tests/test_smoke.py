@@ -106,7 +106,9 @@ def test_stage06_alpha_is_the_best_on_validation_and_saved_with_the_run(smoke_ru
     assert m["mufin"] == m["results"][-1]["method"] and "votes" in m["mufin"] and "log-popularity" in m["mufin"]
     assert "training-point votes alone (Module I, 20 neighbours)" in rows
     paper = "paper_P@1 (MM-AmazonTitles-300K)"
-    assert paper_mufin[paper] == 52.30  # the paper's figure, in its own column, beside the paper's score only
+    from mufin_lib.paths import PAPER_TABLES_DIR
+    # the paper's figure (data: ../shared/paper_tables), in its own column, beside the paper's score only
+    assert paper_mufin[paper] == (52.30 if PAPER_TABLES_DIR.exists() else None)
     assert all(r[paper] is None or r[paper] != r[paper] for m_, r in rows.items() if m_ != paper_mufin["method"])  # empty/NaN
     t = m["timing_ms_per_point"]
     assert t["points"] == 50 and min(t["encode_ms"], t["retrieve_ms"], t["rank_ms"]) > 0

@@ -20,7 +20,7 @@ from ..layout import METRICS, MODEL, PROPENSITY_A, PROPENSITY_B
 from ..metrics import evaluate
 from ..module1 import evaluate_model
 from ..predictor import Predictor, ShortlistParams, time_recommend
-from ..report import write_metrics, write_table
+from ..report import read_paper_table, write_metrics, write_table
 from ..training import saved_record
 
 
@@ -53,8 +53,15 @@ class EvaluateResult:
     summary: dict  # metrics.json
 
 
-# the paper's figures, as data: MM-AmazonTitles-300K, paper's encoders, 4 V100s (supplementary §F, Table 6)
-PAPER_P1 = {"MUFIN": 52.30}
+def paper_p1() -> float | None:
+    """MUFIN's P@1 as the paper reports it on MM-AmazonTitles-300K (../shared/paper_tables: data, shown in its own
+    column, never as the kit's result); None where the paper's tables are absent."""
+    try:
+        t = read_paper_table("later_work_mm_amazontitles_300k.csv")
+    except FileNotFoundError:
+        return None
+    row = t[t["method"].str.startswith("MUFIN (Mittal")]
+    return float(row.iloc[0]["P@1"]) if len(row) else None
 
 
 def score_split(run, split: str, ranker=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,7 +130,8 @@ def stage(run, params: EvaluateParams) -> EvaluateResult:
     table["A"], table["B"] = params.propensity_A, params.propensity_B
     main = rows[-1]["method"]  # the MUFIN the run predicts with
     paper_row = f"MUFIN (alpha={rec['alpha']})"  # the paper's score (the kit's options are not the paper's method)
-    table["paper_P@1 (MM-AmazonTitles-300K)"] = [PAPER_P1["MUFIN"] if m == paper_row else None for m in table["method"]]
+    paper = paper_p1()
+    table["paper_P@1 (MM-AmazonTitles-300K)"] = [paper if m == paper_row else None for m in table["method"]]
     timing = prediction_time(run, params.timing_points, sl.shape[1], params.seed) if params.timing_points else {}
     by = table.set_index("method")
     summary = {"data": run.data_title, "synthetic": run.synthetic, "alpha": rec["alpha"],
