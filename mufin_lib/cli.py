@@ -34,7 +34,7 @@ def _model_command(args) -> int:
             print(f"model folder written: {out} (load it with mufin_lib.predictor.Predictor.load, or mufin predict --model)")
             return 0
         from .predict import predict_file
-        res = predict_file(args.input, args.output, args.top_k, run=args.run, model=args.model)
+        res = predict_file(args.input, args.output, args.top_k, run=args.run, model=args.model, grid=args.grid)
     except (FileNotFoundError, ValueError) as e:
         print(f"mufin {args.cmd}: error: {e}")
         return 2
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--input", required=True, help='JSON lines: {"id", "title", "images": [paths or URLs]}')
     pp.add_argument("--output", help="default: INPUT.recommendations.jsonl")
     pp.add_argument("--top-k", type=positive_int, default=10, help="recommendations per product (1 or more)")
+    pp.add_argument("--grid", help="also draw the products and their top-5 recommendations as a PNG (Fig. 8's layout; "
+                                   "label photos come from the run's dataset: with --model, titles on placeholders)")
     ep = sub.add_parser("export", help="write a run's trained model (stages 02-06) as one folder that predicts alone")
     ep.add_argument("run", help="a finished run directory (runs/<id>)")
     ep.add_argument("folder", help="the model folder to write")

@@ -29,7 +29,10 @@ STAGES = (
     Stage("05", "module4", "05_module4_ranker", "Module4Params"),
     Stage("06", "evaluate", "06_evaluate", "EvaluateParams"),
     Stage("07", "peers", "07_peers", "PeersParams"),
+    Stage("09", "per_category", "09_per_category", "PerCategoryParams"),
+    Stage("10", "head_tail", "10_head_tail", "HeadTailParams"),
     Stage("11", "benchmarks", "11_benchmarks", "BenchmarksParams"),
+    Stage("12", "qualitative", "12_qualitative", "QualitativeParams"),
 )
 BY_NUMBER = {s.number: s for s in STAGES}
 BY_NAME = {s.name: s for s in STAGES}
@@ -47,6 +50,7 @@ SHORTLIST = "shortlist_{split}.npz"  # module3/: a split's shortlists
 SHORTLIST_PARAMS = "shortlist.json"  # module3/: how the shortlists were made (prediction makes them so)
 ALPHA = "alpha.json"  # evaluate/: how alpha and the added terms were chosen on validation (curves)
 FUSION = "fusion.json"  # evaluate/: FusionParams, what prediction fuses with
+TEST_SCORES = "test_scores.npz"  # peers/: every row's sparse test scores (what the result stages read, never retrain)
 
 # PSP propensity constants A, B (Jain et al. 2016) as pyxclib sets them for Amazon data sets (others: 0.55 / 1.5);
 # the one default every stage and metric reads

@@ -62,8 +62,8 @@ def topk_to_csr(indices: np.ndarray, scores: np.ndarray, n_labels: int) -> sp.cs
 def ranked_hits(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray | None = None,
                 filt: np.ndarray | None = None, kmax: int = 5) -> dict[str, np.ndarray]:
     """Per point and rank (n x kmax), after filtering: `hits` (1 where the ranked label is a positive), `ps_hits`
-    (hits weighted by inverse propensity) and `best` (the largest weights achievable, the PSP normaliser); and
-    `n_pos` per point. Every metric, and the paired bootstrap, is computed from these."""
+    (hits weighted by inverse propensity) and `best` (the largest weights achievable, the PSP normaliser); `top`,
+    the ranked labels (-1: none); and `n_pos` per point. Every metric, and the paired bootstrap, is computed from these."""
     Y = _drop(sp.csr_matrix(Y_true) > 0, filt).astype(np.float32)
     S = _drop(scores, filt)
     top = topk_from_scores(S, kmax)
@@ -72,7 +72,7 @@ def ranked_hits(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray 
     rows = np.repeat(np.arange(n), kmax)
     valid = top.ravel() >= 0
     hits.ravel()[valid] = np.asarray(Y[rows[valid], top.ravel()[valid]]).ravel()
-    out = {"hits": hits, "n_pos": Y.getnnz(1)}
+    out = {"hits": hits, "n_pos": Y.getnnz(1), "top": top}
     if inv_p is not None:
         wtop = np.zeros((n, kmax), np.float32)
         wtop.ravel()[valid] = inv_p[top.ravel()[valid]]
@@ -159,3 +159,28 @@ def recall_at_k(labels: np.ndarray, Y_true, ks=(10, 50, 100, 200, 300), filt: np
             found[i] = len(set(Y.indices[Y.indptr[i]:Y.indptr[i + 1]].tolist()).intersection(cand)) / n_pos[i]
         out[f"R@{k}"] = round(float(100 * found[has].mean()) if has.any() else 0.0, 4)
     return out
+
+
+def equal_positive_bins(train_freq: np.ndarray, test_pos: np.ndarray, n_bins: int) -> np.ndarray:
+    """Each label's bin, 0 = head: labels by training frequency, most frequent first (ties: label id), cut where the
+    cumulative number of test positives crosses each 1/n_bins of the total, so that every bin holds the same number
+    of test positives to within one label's."""
+    order = np.lexsort((np.arange(len(train_freq)), -np.asarray(train_freq)))
+    before = np.concatenate([[0], np.cumsum(np.asarray(test_pos)[order])[:-1]])
+    total = max(int(np.sum(test_pos)), 1)
+    out = np.empty(len(train_freq), np.int64)
+    out[order] = np.minimum(n_bins - 1, (before * n_bins) // total)
+    return out
+
+
+def bin_contributions(scores: sp.csr_matrix, Y_true: sp.csr_matrix, inv_p: np.ndarray, filt: np.ndarray | None,
+                      label_bin: np.ndarray, n_bins: int, k: int = 5) -> dict[str, np.ndarray]:
+    """Each label bin's share of P@k and PSP@k (in points of the metric; the bins add up to the metric): the hits at
+    ranks 1..k whose label lies in the bin, over the metric's denominator."""
+    r = ranked_hits(scores, Y_true, inv_p, filt, k)
+    top = r["top"][:, :k]
+    b = np.where(top >= 0, label_bin[np.maximum(top, 0)], -1)
+    n = len(top)
+    p = np.array([100 * r["hits"][:, :k][b == i].sum() / (n * k) for i in range(n_bins)])
+    psp = np.array([100 * r["ps_hits"][:, :k][b == i].sum() / max(r["best"][:, :k].sum(), 1e-12) for i in range(n_bins)])
+    return {f"P@{k}": p, f"PSP@{k}": psp}

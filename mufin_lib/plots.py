@@ -11,10 +11,14 @@ import numpy as np
 from .paths import atomic_path
 
 
-def save(fig, path: Path) -> Path:
+def save(fig, path: Path, pdf: bool = False) -> Path:
+    """The figure as PNG at `path` (and, with pdf, as PDF beside it), atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    if pdf:
+        with atomic_path(path.with_suffix(".pdf")) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", format="pdf")
     return path
 
 
@@ -163,4 +167,103 @@ def intervals_vs_reference(table, metrics=("P@1", "PSP@5"), title: str = ""):
     np.atleast_1d(axes)[0].set_yticks(np.arange(len(t)), [textwrap.fill(s, 40) for s in t["method"]], fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def per_category(table, methods: list[str], metric: str = "P@5", title: str = ""):
+    """Fig. 3: the metric per category (rows of Table 6, the overall row first), one bar per method."""
+    t = table.iloc[::-1]  # the overall row on top
+    y = np.arange(len(t))
+    h = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(t) * max(1, len(methods)) / 2 + 1.5))
+    for i, m in enumerate(methods):
+        ax.barh(y + (len(methods) - 1 - i) * h, t[f"{m} {metric}"], h, label=m)
+    ax.set_yticks(y + h * (len(methods) - 1) / 2,
+                  [f"{c} ({n})" for c, n in zip(t["category"], t["test points"])], fontsize=8)
+    ax.set_xlabel(f"{metric} (%)")
+    ax.set_ylabel("category (test points)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def head_tail(table, bins, metrics=("P@5", "PSP@5"), title: str = ""):
+    """Fig. 4: each label bin's share of the metric (head left, tail right), one bar per method."""
+    methods = list(dict.fromkeys(table["method"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
+    x = np.arange(len(bins))
+    w = 0.8 / max(1, len(methods))
+    labels = [f"{b}\n{r}" for b, r in zip(bins["bin"], bins["train points per label"])]
+    for ax, m in zip(axes[0], metrics):
+        for i, name in enumerate(methods):
+            v = table[table["method"] == name].sort_values("bin")[m]
+            ax.bar(x + i * w, v, w, label=name)
+        ax.set_xticks(x + w * (len(methods) - 1) / 2, labels, fontsize=7)
+        ax.set_xlabel(f"label bin, head (1) to tail, and its training points per label\n"
+                      f"(each bin: {int(bins['test positives'].iloc[0])} test positives, to within one label's)", fontsize=8)
+        ax.set_ylabel(f"share of {m} (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _thumb(ax, image, size: int = 128):
+    """An image letterboxed into a size x size square (every thumbnail the same size), or a grey placeholder."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (size, size), (235, 235, 235))
+    if image is not None:
+        im = image.convert("RGB")
+        im.thumbnail((size, size))
+        canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
+    ax.imshow(canvas)
+    if image is None:
+        ax.text(size / 2, size / 2, "no photo", ha="center", va="center", fontsize=7, color="#555555")
+    ax.set_xticks([]); ax.set_yticks([])
+
+
+def recommendation_grid(items: list[dict], methods: list[str], title: str = "", wrap: int = 20):
+    """Fig. 8: per product one block of rows, one row per method: the product (photo, title) on the left, then
+    its top recommendations, each with its photo and title and, where the truth is known, a mark that does not rely
+    on colour alone ("✓ bought" with a green frame, "✗ not bought" with a red dashed frame).
+    items: [{"title", "image", "recs": {method: [{"title", "image", "relevant": True | False | None}]}}]."""
+    k = max((len(r) for it in items for r in it["recs"].values()), default=1)
+    n_rows = len(items) * len(methods)
+    fig, axes = plt.subplots(n_rows, k + 1, figsize=(1.55 * (k + 1), 2.05 * n_rows), squeeze=False)
+    for i, it in enumerate(items):
+        for j, m in enumerate(methods):
+            r = i * len(methods) + j
+            ax = axes[r, 0]
+            if j == 0:
+                _thumb(ax, it["image"])
+                ax.set_title(textwrap.fill(it["title"] or "(no title)", wrap)[:90], fontsize=7, loc="left")
+                ax.set_ylabel("product", fontsize=7)
+            else:
+                ax.axis("off")
+            recs = it["recs"].get(m, [])
+            for c in range(k):
+                ax = axes[r, c + 1]
+                if c >= len(recs):
+                    ax.axis("off")
+                    continue
+                rec = recs[c]
+                _thumb(ax, rec["image"])
+                mark = {True: "✓ bought", False: "✗ not bought", None: ""}[rec["relevant"]]
+                if rec["relevant"] is not None:
+                    for side in ax.spines.values():
+                        side.set_visible(True)
+                        side.set_linewidth(3)
+                        side.set_color("#1a9850" if rec["relevant"] else "#d73027")
+                        side.set_linestyle("-" if rec["relevant"] else "--")
+                head = f"{c + 1}. {mark}".strip()
+                ax.set_title(head + "\n" + textwrap.fill(rec["title"] or "(no title)", wrap)[:62], fontsize=6.5,
+                             loc="left")
+                if c == 0:
+                    ax.set_ylabel(textwrap.fill(m, 18), fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the first row
     return fig

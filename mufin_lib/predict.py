@@ -96,12 +96,30 @@ def load_predictor(run: str | Path | None = None, model: str | Path | None = Non
     return predictor(open_run(run))
 
 
-def predict_file(input_path, output_path=None, top_k: int = 10, run=None, model=None) -> dict:
+def write_grid(path, products: list[Product], recs, label_image=None, max_products: int = 12) -> Path:
+    """The Fig. 8 grid of new products and their recommendations (no truth: no bought mark). `label_image(uid)` gives
+    a label's photo (a run's dataset has them; a model folder carries none: titles on placeholders)."""
+    from . import plots
+
+    items = [{"title": p.title, "image": p.images[0] if p.images else None,
+              "recs": {"MUFIN": [{"title": t, "image": label_image(u) if label_image else None, "relevant": None}
+                                 for u, t, _ in r[:5]]}} for p, r in list(zip(products, recs))[:max_products]]
+    fig = plots.recommendation_grid(items, ["MUFIN"], title="top-5 recommendations for new products")
+    return plots.save(fig, Path(path))
+
+
+def predict_file(input_path, output_path=None, top_k: int = 10, run=None, model=None, grid=None) -> dict:
     """Recommendations for the products of a JSON-lines file, one output line per input line (`error` where a line
-    could not be used); the output is written atomically."""
+    could not be used); the output is written atomically. With `grid`, also the Fig. 8 grid as a PNG."""
     products, problems = read_products(input_path)
     pred = load_predictor(run, model)
     recs = pred.recommend(products, top_k=top_k) if products else []
+    if grid:
+        store = None
+        if run is not None:
+            from .data.images import ImageStore
+            store = ImageStore.from_dir(open_run(run).root)
+        write_grid(grid, products, recs, (lambda u: (store.get(u) or [None])[0]) if store is not None else None)
     out_path = Path(output_path) if output_path else Path(input_path).with_suffix(".recommendations.jsonl")
     with atomic_write(out_path) as f:
         for p, r in zip(products, recs):

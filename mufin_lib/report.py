@@ -9,17 +9,21 @@ import pandas as pd
 from .paths import atomic_write
 
 
-def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "") -> dict[str, Path]:
+def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "", bold: pd.DataFrame | None = None
+                ) -> dict[str, Path]:
     """name.csv, name.md and name.tex (the caption on top of the Markdown and in the LaTeX table, e.g.
-    'SYNTHETIC catalogue')."""
+    'SYNTHETIC catalogue'); numbers as the paper prints them (two decimals) in Markdown and LaTeX. `bold`: a mask of
+    df's shape, True where a cell is set in bold there (e.g. the best per row)."""
     out_dir = Path(out_dir)
     with atomic_write(out_dir / f"{name}.csv") as f:
         df.to_csv(f, index=False)
-    md = (f"{caption}\n\n" if caption else "") + _markdown(df)
+    md = (f"{caption}\n\n" if caption else "") + _markdown(df, bold)
     with atomic_write(out_dir / f"{name}.md") as f:
         f.write(md)
+    tex = df if bold is None else _cells(df.map(_tex_escape), bold, "\\textbf{{{}}}")
     with atomic_write(out_dir / f"{name}.tex") as f:
-        f.write(df.to_latex(index=False, float_format="%.2f", na_rep="", caption=caption or None, escape=True))
+        f.write(tex.to_latex(index=False, float_format="%.2f", na_rep="", caption=caption or None,
+                             escape=bold is None))
     return {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md", "tex": out_dir / f"{name}.tex"}
 
 
@@ -49,12 +53,32 @@ def dataset_stats_table(info: dict) -> pd.DataFrame:
                           "no image": st["products_without_image"], "no title": st["products_without_title"]}])
 
 
-def _markdown(df: pd.DataFrame) -> str:
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _tex_escape(v):
+    """LaTeX's special characters in a text cell (to_latex escapes them itself when no cell is bold)."""
+    return "".join(_TEX.get(ch, ch) for ch in v) if isinstance(v, str) else v
+
+
+def _cell(v) -> str:
+    return "" if v is None or (isinstance(v, float) and v != v) else f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def _cells(df: pd.DataFrame, bold: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """df as text cells, the `bold` ones wrapped by fmt."""
+    return pd.DataFrame([[fmt.format(_cell(v)) if b and _cell(v) else _cell(v) for v, b in zip(row, brow)]
+                         for row, brow in zip(df.itertuples(index=False), bold.itertuples(index=False))],
+                        columns=df.columns)
+
+
+def _markdown(df: pd.DataFrame, bold: pd.DataFrame | None = None) -> str:
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join("" if v is None or (isinstance(v, float) and v != v) else
-                                       f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    text = _cells(df, bold if bold is not None else df.map(lambda _: False), "**{}**")
+    for row in text.itertuples(index=False):
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ from ..progress import tqdm
 
 from ..paths import atomic_write
 from .amazon import TRUNCATED, iter_products
-from .xc import XCDataset, reciprocal_pairs, write_xc
+from .xc import CATEGORY_PATHS, XCDataset, reciprocal_pairs, write_xc
 
 DROP_REASONS = ("malformed_line", "blank_line", "truncated_file", "no_asin", "duplicate_asin", "no_title_no_image")
 
@@ -81,7 +81,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if params.text_from not in TEXT_FROM:
         raise ValueError(f"text_from '{params.text_from}': expected one of {', '.join(TEXT_FROM)}")
-    asins, titles, urls, also, cats = [], [], [], [], []
+    asins, titles, urls, also, cats, paths = [], [], [], [], [], []
     index: dict[str, int] = {}
     seen: set[str] = set()
     dropped = Counter({r: 0 for r in DROP_REASONS})
@@ -108,6 +108,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
             asins.append(p.uid); titles.append(product_text(p, params.text_from)); also.append(p.also_buy)
             urls.append(absolute_refs(p.image_refs, path.parent))
             cats.append(p.category)
+            paths.append([c for c in p.categories if c] or ([p.category] if p.category else []))
         for line_no, why in errs:
             if why.startswith(TRUNCATED):
                 truncated.append(f"{path}: {why}")
@@ -154,6 +155,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     )
     report.check()
     ds.categories = cats  # top-level category per label (per-category tables)
+    ds.category_paths = paths  # the whole path per label, top level first
     return ds, report
 
 
@@ -185,6 +187,8 @@ def curate_to_dir(paths, out_dir: str | Path, params: CurateParams = CurateParam
     write_xc(ds, out_dir)
     with atomic_write(out_dir / "label_categories.txt") as f:
         f.writelines(f"{c}\n" for c in ds.categories)
+    with atomic_write(out_dir / CATEGORY_PATHS) as f:  # " > " between levels, top level first
+        f.writelines(" > ".join(c.replace(" > ", " / ") for c in path) + "\n" for path in ds.category_paths)
     report.to_json(out_dir / "curation_report.json")
     ds.root = out_dir
     return ds, report

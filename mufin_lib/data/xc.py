@@ -276,3 +276,24 @@ def split_of(ds: XCDataset, name: str, fit: np.ndarray, val: np.ndarray, seed: i
     if name not in ds.uids:
         raise ValueError(f"split '{name}': expected one of {', '.join(RUN_SPLITS)}")
     return Split(name, ds.uids[name], ds.Y[name], ds.filters[name])
+
+
+CATEGORY_PATHS = "label_category_paths.txt"  # curated data: each label's category path, " > " between levels
+
+
+def label_category_paths(root: str | Path, label_uids: list[str]) -> list[list[str]] | None:
+    """Each label's category path, top level first, from what the dataset carries: label_category_paths.txt
+    (curated Amazon or H&M metadata), attributes.tsv (the synthetic catalogue: category > product type), or
+    label_categories.txt (the top level alone); None when it carries none."""
+    root = Path(root)
+    if (root / CATEGORY_PATHS).exists():
+        return [[c for c in line.split(" > ") if c] for line in (root / CATEGORY_PATHS).read_text().splitlines()]
+    if (root / "attributes.tsv").exists():
+        lines = (root / "attributes.tsv").read_text().splitlines()
+        head = lines[0].split("\t")
+        ui, ci, ti = head.index("uid"), head.index("category"), head.index("type")
+        by_uid = {f[ui]: [f[ci], f[ti]] for f in (line.split("\t") for line in lines[1:])}
+        return [by_uid.get(u, []) for u in label_uids]
+    if (root / "label_categories.txt").exists():
+        return [[line] if line else [] for line in (root / "label_categories.txt").read_text().splitlines()]
+    return None

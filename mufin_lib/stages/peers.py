@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,10 @@ from ..baselines import (MODALITIES, frozen_vectors, label_knn_scores, pecos_pyt
                          popularity_scores, tfidf, vote_scores)
 from ..bags import bag_source
 from ..config import ranged
-from ..layout import METRICS, PROPENSITY_A, PROPENSITY_B
+from ..layout import METRICS, PROPENSITY_A, PROPENSITY_B, TEST_SCORES
 from ..metrics import evaluate, filter_room, paired_bootstrap, point_parts
 from ..module1 import load_model, module1_scores
+from ..paths import atomic_path
 from ..progress import tqdm
 from ..report import write_metrics, write_table
 from .evaluate import score_split, split_terms
@@ -185,8 +187,57 @@ def stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
                 caption=f"MUFIN and peers, test split ({run.data_title}); differences to MUFIN with 95% paired-bootstrap intervals")
     write_table(twins, out, "table_module1_modalities",
                 caption=f"Module I against its modality twins, test split ({run.data_title}), 95% paired-bootstrap intervals")
+    save_test_scores(out / TEST_SCORES, [r for r in rows if r.scores is not None])
     write_metrics(out, summary, METRICS)
     return PeersResult(table, summary, twins)
+
+
+def save_test_scores(path, rows: list[Row]) -> None:
+    """Every row's test scores (sparse, top k plus the filter's room), so that the result stages (09, 10, 12) read
+    them instead of training the peers again."""
+    arrays = {}
+    for i, r in enumerate(rows):
+        S = sp.csr_matrix(r.scores)
+        arrays.update({f"data{i}": S.data, f"indices{i}": S.indices, f"indptr{i}": S.indptr})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, methods=np.array([r.method for r in rows]), families=np.array([r.family for r in rows]),
+                     shape=np.array(rows[0].scores.shape), **arrays)
+
+
+def load_test_scores(run) -> dict[str, tuple[str, sp.csr_matrix]]:
+    """method -> (family, test scores) of stage 07's rows."""
+    z = np.load(run.need("peers", TEST_SCORES))
+    shape = tuple(z["shape"])
+    return {str(m): (str(fam), sp.csr_matrix((z[f"data{i}"], z[f"indices{i}"], z[f"indptr{i}"]), shape=shape))
+            for i, (m, fam) in enumerate(zip(z["methods"], z["families"]))}
+
+
+class Compared(NamedTuple):
+    name: str  # what the result stages' tables call the row
+    method: str  # the row in stage 07's table
+    family: str  # MUFIN | peer
+    scores: sp.csr_matrix  # test scores
+
+
+def compared_rows(run, n_peers: int = 2, metric: str = "P@5") -> list[Compared]:
+    """The rows the result stages put side by side: the run's
+    main MUFIN row, MUFIN-(alpha=1), the paper's fusion on the kit's Modules I-IV, and the `n_peers` peers with the
+    best test `metric` in stage 07's table (a choice of what to show: nothing is tuned on it)."""
+    scores = load_test_scores(run)
+    ev = run.metrics("evaluate")
+    paper_row = f"MUFIN (alpha={ev['alpha']})"
+    rows = [("MUFIN (kit, main)", ev["mufin"]), ("MUFIN-(alpha=1)", "MUFIN-(alpha=1)"),
+            ("MUFIN (paper fusion)", paper_row)]
+    table = [r for r in run.metrics("peers")["results"] if r["family"] == "peer" and r.get(metric) is not None]
+    best = sorted(table, key=lambda r: -r[metric])[:n_peers]
+    rows += [(r["method"], r["method"]) for r in best]
+    seen, out = set(), []
+    for name, method in rows:  # the paper preset's main row is the paper fusion: one column
+        if method not in seen:
+            seen.add(method)
+            out.append(Compared(name, method, *scores[method]))
+    return out
 
 
 def _twins_vs_main(rows: list[Row], test, inv_p, params: PeersParams):
