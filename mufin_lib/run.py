@@ -94,6 +94,24 @@ def new_run_id(preset: str | None) -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{preset or 'custom'}"
 
 
+PROGRESS_MARKS = ("it/s]", "s/it]", "img/s]", "%|", " file/s]", " product/s]")
+
+
+def tidy_executed(path: Path) -> None:
+    """An executed notebook as a finished report: the progress bars' text (stderr streams of tqdm, shown live on
+    the console) left out of the saved outputs, and the file read-only, so that opening it in JupyterLab never
+    rewrites a run's record (Lab does not autosave a file it cannot write)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr"
+                                                            and any(m in o.get("text", "") for m in PROGRESS_MARKS))]
+    nbformat.write(nb, path)
+    os.chmod(path, 0o444)
+
+
 def execute(record: dict, run_path: Path, log=print) -> dict:
     """Run every notebook of `record` whose status is not 'ok', in order; stop at the first failure."""
     import papermill as pm
@@ -139,6 +157,7 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
             record["status"] = "interrupted"
             write_run_json(run_path, record)
             raise
+        tidy_executed(partial)
         os.replace(partial, final)
         entry.update(status="ok", end=now(), duration_s=round(time.time() - t0, 2), output=str(final.relative_to(run_path)))
         write_run_json(run_path, record)

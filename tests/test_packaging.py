@@ -141,6 +141,11 @@ def test_shared_data_skips_in_a_users_clone_and_fails_in_ci(tmp_path, monkeypatc
     assert need_shared(missing) == missing
 
 
+def port_hint() -> int:
+    import os
+    return os.getpid()
+
+
 def test_lab_server_saves_leave_the_repository_clean(tmp_path):
     """`make lab`'s real server: a notebook saved with outputs and kernel metadata through the contents API (what
     autosave does) is written exactly as committed; runs/ is browsable from the same root."""
@@ -148,10 +153,19 @@ def test_lab_server_saves_leave_the_repository_clean(tmp_path):
     import socket
     import subprocess
     import time
+    import urllib.error
     import urllib.request
 
-    from mufin_lib.lab import lab_command
+    import nbformat
 
+    from mufin_lib.lab import install_overrides, lab_command
+    from mufin_lib.run import tidy_executed
+
+    install_overrides()  # what `make lab` does before it starts Lab
+    executed = ROOT / "runs" / f"_labtest_{port_hint()}" / "notebooks" / "01.ipynb"  # an executed, tidied notebook
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(), executed)
+    tidy_executed(executed)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -182,10 +196,24 @@ def test_lab_server_saves_leave_the_repository_clean(tmp_path):
         call("PUT", "/api/contents/notebooks/04_module3_shortlists.ipynb", {"type": "notebook", "format": "json", "content": nb})
         assert target.read_text() == committed
         assert {"notebooks", "mufin_lib"} <= {x["name"] for x in call("GET", "/api/contents/")["content"]}
+        # a run's executed notebook opens read-only: Lab's autosave never rewrites a run's record
+        rel = executed.relative_to(ROOT).as_posix()
+        rec = call("GET", f"/api/contents/{rel}?content=1")
+        assert rec["writable"] is False
+        try:
+            call("PUT", f"/api/contents/{rel}", {"type": "notebook", "format": "json", "content": rec["content"]})
+            raise AssertionError("a run's record was saved over")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403
+        # no "Jupyter news" prompt, no update check: the kit's overrides are Lab's defaults
+        schema = call("GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification")["schema"]["properties"]
+        assert schema["fetchNews"]["default"] == "false" and schema["checkForUpdates"]["default"] is False
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         target.write_text(committed)  # never leave the checkout changed, whatever happened
+        import shutil
+        shutil.rmtree(executed.parents[1], ignore_errors=True)
 
 
 def test_progress_bars_are_widgets_in_a_notebook(tmp_path, monkeypatch):

@@ -185,3 +185,26 @@ def test_console_shows_the_notebooks_progress_and_no_kernel_noise(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "working hard: 100%" in r.stderr and "to stderr" in r.stderr  # the stage's own progress, live
     assert "without encryption" not in r.stderr and "KeyboardInterrupt" not in r.stderr
+
+
+def test_executed_notebook_is_tidied_and_read_only(tmp_path):
+    """No progress-bar text in a run's saved outputs, the rest kept, and the file read-only (Lab never rewrites it)."""
+    import os
+    import stat
+
+    import nbformat
+
+    from mufin_lib.run import tidy_executed
+
+    nb = nbformat.v4.new_notebook()
+    c = nbformat.v4.new_code_cell("x = 1")
+    c.outputs = [nbformat.v4.new_output("stream", name="stderr", text="module I epoch 1/4: 100%|##| 5/5 [00:01<00:00, 4.1it/s]\r"),
+                 nbformat.v4.new_output("stream", name="stdout", text="P@1 12.5\n"),
+                 nbformat.v4.new_output("stream", name="stderr", text="UserWarning: something to read\n")]
+    nb.cells.append(c)
+    p = tmp_path / "run.ipynb"
+    nbformat.write(nb, p)
+    tidy_executed(p)
+    out = nbformat.read(p, as_version=4).cells[0].outputs
+    assert [o["text"] for o in out] == ["P@1 12.5\n", "UserWarning: something to read\n"]
+    assert not os.stat(p).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
