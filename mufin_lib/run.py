@@ -168,13 +168,13 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
 
 
 def publish_figures(run_path: Path, dest: Path = FIGURES_DIR) -> list[Path]:
-    """Copy a finished run's figures (every stage's *.png) to figures/, named <stage>__<figure>.png, with
-    figures/SOURCE.json saying which run they come from."""
+    """Copy a finished run's figures (every stage's *.png, and the paper's figures' *.pdf) to figures/, named
+    <stage>__<figure>.<ext>, with figures/SOURCE.json saying which run they come from."""
     import shutil
 
     dest.mkdir(parents=True, exist_ok=True)
     out = []
-    for png in sorted(run_path.glob("*/*.png")):
+    for png in sorted([*run_path.glob("*/*.png"), *run_path.glob("*/*.pdf")]):
         target = dest / f"{png.parent.name}__{png.name}"
         with atomic_path(target) as tmp:
             shutil.copyfile(png, tmp)

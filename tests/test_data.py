@@ -342,3 +342,21 @@ def test_hm_curation_matches_its_readme(tmp_path):
     refs = [r for lst in ds.image_urls.values() for r in lst]
     assert len(refs) == 11800 and all(r.startswith(str(HM_DIR.resolve())) for r in refs)
     assert all(Path(r).is_file() for r in refs[:200])
+
+
+def test_curation_keeps_each_labels_category_path(amazon_dir, tmp_path):
+    """label_category_paths.txt: one line per label, the whole category path; its top level is label_categories.txt
+    (what per-category tables group by); the synthetic catalogue answers the same call from attributes.tsv."""
+    from mufin_lib.data.curate import curate_to_dir
+    from mufin_lib.data.synthetic import SyntheticParams, generate
+    from mufin_lib.data.xc import label_category_paths, read_xc
+
+    ds, _ = curate_to_dir([amazon_dir / "meta_Appliances.first100.json.gz"], tmp_path / "xc")
+    paths = label_category_paths(tmp_path / "xc", ds.uids["label"])
+    top = (tmp_path / "xc" / "label_categories.txt").read_text().splitlines()
+    assert len(paths) == ds.num_labels == len(top)
+    assert [p[0] if p else "" for p in paths] == top and max(len(p) for p in paths) >= 2
+    generate(tmp_path / "syn", SyntheticParams(n_products=60, seed=1, with_images=False))
+    syn = read_xc(tmp_path / "syn")
+    attrs = {l.split("\t")[0]: l.split("\t") for l in (tmp_path / "syn" / "attributes.tsv").read_text().splitlines()[1:]}
+    assert label_category_paths(tmp_path / "syn", syn.uids["label"]) == [[attrs[u][1], attrs[u][6]] for u in syn.uids["label"]]

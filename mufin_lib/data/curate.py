@@ -81,7 +81,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if params.text_from not in TEXT_FROM:
         raise ValueError(f"text_from '{params.text_from}': expected one of {', '.join(TEXT_FROM)}")
-    asins, titles, urls, also, cats, paths = [], [], [], [], [], []
+    asins, titles, urls, also, cats, cat_paths = [], [], [], [], [], []
     index: dict[str, int] = {}
     seen: set[str] = set()
     dropped = Counter({r: 0 for r in DROP_REASONS})
@@ -108,7 +108,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
             asins.append(p.uid); titles.append(product_text(p, params.text_from)); also.append(p.also_buy)
             urls.append(absolute_refs(p.image_refs, path.parent))
             cats.append(p.category)
-            paths.append([c for c in p.categories if c] or ([p.category] if p.category else []))
+            cat_paths.append([c for c in p.categories if c] or ([p.category] if p.category else []))
         for line_no, why in errs:
             if why.startswith(TRUNCATED):
                 truncated.append(f"{path}: {why}")
@@ -155,7 +155,7 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     )
     report.check()
     ds.categories = cats  # top-level category per label (per-category tables)
-    ds.category_paths = paths  # the whole path per label, top level first
+    ds.category_paths = cat_paths  # the whole path per label, top level first
     return ds, report
 
 
