@@ -109,7 +109,9 @@ def test_qualitative_marks_follow_the_truth(smoke_run):
     scores = load_test_scores(run)
     import pandas as pd
     t = pd.read_csv(run_dir / "qualitative" / "fig8_qualitative.csv", keep_default_na=False)
-    assert len(m["products"]) == 4 and len(m["methods"]) == 2  # the main MUFIN row and the best peer
+    assert len(m["products"]) == 5 and len(m["methods"]) == 2  # 2 most bought + 3 random; the main MUFIN row and the best peer
+    n_pos = Yf.getnnz(1)
+    assert [n_pos[pos[u]] for u in m["products"][:2]] == sorted(n_pos, reverse=True)[:2]
     labels = {u: j for j, u in enumerate(run.dataset.uids["label"])}
     for name, method in m["methods"].items():
         S = _drop(scores[method][1], test.filter)

@@ -21,7 +21,10 @@ from .peers import compared_rows
 class QualitativeParams:
     """Stage 12's parameters (notebook 12's parameters cell equals these defaults)."""
     products: str = ""  # test products to show, by UID, comma-separated (the chosen ones)
-    random_products: int = ranged(4, 0)  # and this many random test products
+    # and the test products bought with the most others (a rule on the truth alone, never on a model's output: they
+    # are the easiest to judge), then this many random test products
+    most_bought: int = ranged(2, 0)
+    random_products: int = ranged(3, 0)
     top_k: int = ranged(5, 1)
     seed: int = 0
 
@@ -34,14 +37,19 @@ class QualitativeResult:
     summary: dict  # metrics.json
 
 
-def pick_products(test_uids: list[str], chosen: str, n_random: int, seed: int) -> list[int]:
-    """Positions of the chosen test products (an unknown UID is an error naming it), then n_random others."""
+def pick_products(test_uids: list[str], chosen: str, n_random: int, seed: int, n_positives=None,
+                  most_bought: int = 0) -> list[int]:
+    """Positions of the chosen test products (an unknown UID is an error naming it), then the `most_bought` with the
+    most positives (`n_positives`; ties: the first), then n_random others."""
     pos = {u: i for i, u in enumerate(test_uids)}
     want = [u.strip() for u in chosen.split(",") if u.strip()]
     missing = [u for u in want if u not in pos]
     if missing:
         raise ValueError(f"products: {', '.join(missing)} not among the run's {len(test_uids)} test products")
     picked = [pos[u] for u in want]
+    if most_bought and n_positives is not None:
+        order = [int(i) for i in np.argsort(-np.asarray(n_positives), kind="stable") if int(i) not in picked]
+        picked += order[:most_bought]
     rest = np.setdiff1d(np.arange(len(test_uids)), picked)
     rng = np.random.default_rng(seed)
     return picked + sorted(rng.choice(rest, size=min(n_random, len(rest)), replace=False).tolist())
@@ -58,7 +66,8 @@ def stage(run, params: QualitativeParams) -> QualitativeResult:
     titles = dict(zip(ds.uids["label"], ds.titles["label"]))
     test_titles = dict(zip(ds.uids["test"], ds.titles["test"]))
     Y = _drop(sp.csr_matrix(test.Y) > 0, test.filter)
-    picks = pick_products(test.uids, params.products, params.random_products, params.seed)
+    picks = pick_products(test.uids, params.products, params.random_products, params.seed, Y.getnnz(1),
+                          params.most_bought)
     tops = {r.name: topk_from_scores(_drop(r.scores[picks], _rows_filter(test.filter, picks)), params.top_k)
             for r in shown}
     items, recs = [], []
