@@ -33,6 +33,26 @@ def is_run_record(path: str) -> bool:
     return len(parts) >= 4 and parts[0] == "runs" and parts[2] == "notebooks" and parts[-1].endswith(".ipynb")
 
 
+def is_committed(path: str) -> bool:
+    return path.strip("/").startswith("notebooks/") and path.endswith(".ipynb")
+
+
+def kernel_metadata() -> dict:
+    """The notebook metadata Lab itself writes once this environment's python3 kernel starts (its kernelspec and its
+    language_info, Python's version included). Handing Lab a committed notebook with exactly these keeps it from
+    marking the notebook modified the moment it opens; the save hook strips them again."""
+    import sys
+
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    info = dict(IPythonKernel.language_info)
+    info["version"] = sys.version.split()[0]
+    return {"kernelspec": {"display_name": spec.display_name, "language": spec.language, "name": "python3"},
+            "language_info": info}
+
+
 def contents_manager_class():
     """Jupyter's file contents manager, except that a run's executed notebooks are served read-only (so Lab opens
     them read-only and its autosave leaves them alone) and a save over one is refused: a run changes by re-running
@@ -46,6 +66,8 @@ def contents_manager_class():
             model = await super().get(path, content=content, type=type, format=format, **kwargs)
             if is_run_record(path):
                 model["writable"] = False
+            if (is_run_record(path) or is_committed(path)) and model.get("type") == "notebook" and model.get("content"):
+                model["content"]["metadata"].update(kernel_metadata())  # served, never written: see kernel_metadata
             return model
 
         async def save(self, model, path=""):

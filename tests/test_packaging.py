@@ -1,6 +1,7 @@
 """Set-up files stay consistent: notebooks stripped, smoke defaults, environment.yml == pyproject."""
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -188,6 +189,10 @@ def test_lab_server_saves_leave_the_repository_clean(tmp_path):
                 time.sleep(0.5)
         else:
             raise AssertionError("jupyter lab did not start")
+        # served with the running kernel's own metadata: Lab does not mark the notebook modified on opening it
+        from mufin_lib.lab import kernel_metadata
+        assert nb["metadata"]["language_info"]["version"] == sys.version.split()[0]
+        assert nb["metadata"] == kernel_metadata()
         for c in nb["cells"]:
             if c["cell_type"] == "code":
                 c["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x\n"}]
