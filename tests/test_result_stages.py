@@ -14,6 +14,16 @@ def _subset(split, rows):
     return split.Y[rows], filter_rows(split.filter, rows)
 
 
+def _opened(smoke_run, stage: str):
+    """(run, the stage's metrics.json, the test split, its filtered truth, stage 07's saved scores)."""
+    from mufin_lib.artifacts import open_run
+    from mufin_lib.stages.peers import load_test_scores
+
+    run = open_run(smoke_run[0])
+    test = run.split("test")
+    return run, run.metrics(stage), test, _drop(sp.csr_matrix(test.Y) > 0, test.filter), load_test_scores(run)
+
+
 @pytest.mark.smoke
 def test_stage07_saves_the_scores_its_table_reports(smoke_run):
     from mufin_lib.artifacts import open_run
@@ -65,14 +75,7 @@ def test_per_category_recomputed_for_one_category(smoke_run):
 
 @pytest.mark.smoke
 def test_head_tail_bins_hold_equal_positives_and_add_up_to_the_metric(smoke_run):
-    from mufin_lib.artifacts import open_run
-    from mufin_lib.stages.peers import load_test_scores
-
-    run_dir, _ = smoke_run
-    run = open_run(run_dir)
-    m = run.metrics("head_tail")
-    test = run.split("test")
-    Yf = _drop(sp.csr_matrix(test.Y) > 0, test.filter)
+    run, m, test, Yf, scores = _opened(smoke_run, "head_tail")
     pos = np.asarray(Yf.sum(0)).ravel()
     total = int(pos.sum())
     counts = [b["test positives"] for b in m["bins"]]
@@ -81,7 +84,6 @@ def test_head_tail_bins_hold_equal_positives_and_add_up_to_the_metric(smoke_run)
     # head to tail: every label of an earlier bin has at least the training points of every label of a later one
     lo_hi = [tuple(int(x) for x in b["train points per label"].split("-")) for b in m["bins"]]
     assert all(a[0] >= b[1] for a, b in zip(lo_hi, lo_hi[1:]))
-    scores = load_test_scores(run)
     inv_p = run.inv_propensity(m["A"], m["B"])
     for name, method in m["methods"].items():
         whole = evaluate(scores[method][1], test.Y, inv_p, test.filter)
@@ -97,17 +99,11 @@ def test_head_tail_bins_hold_equal_positives_and_add_up_to_the_metric(smoke_run)
 
 @pytest.mark.smoke
 def test_qualitative_marks_follow_the_truth(smoke_run):
-    from mufin_lib.artifacts import open_run
-    from mufin_lib.stages.peers import load_test_scores
-
-    run_dir, _ = smoke_run
-    run = open_run(run_dir)
-    m = run.metrics("qualitative")
-    test = run.split("test")
-    pos = {u: i for i, u in enumerate(test.uids)}
-    Yf = _drop(sp.csr_matrix(test.Y) > 0, test.filter)
-    scores = load_test_scores(run)
     import pandas as pd
+
+    run, m, test, Yf, scores = _opened(smoke_run, "qualitative")
+    run_dir = smoke_run[0]
+    pos = {u: i for i, u in enumerate(test.uids)}
     t = pd.read_csv(run_dir / "qualitative" / "fig8_qualitative.csv", keep_default_na=False)
     assert len(m["products"]) == 5 and len(m["methods"]) == 2  # 2 most bought + 3 random; the main MUFIN row and the best peer
     n_pos = Yf.getnnz(1)
