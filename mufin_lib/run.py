@@ -97,6 +97,14 @@ def new_run_id(preset: str | None) -> str:
 PROGRESS_MARKS = ("it/s]", "s/it]", "img/s]", "%|", " file/s]", " product/s]")
 
 
+def _progress_text(output) -> bool:
+    """A stderr stream of progress bars: their text, or the blank line a finished bar leaves to clear itself."""
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return False
+    text = output.get("text", "")
+    return not text.replace("\r", "").strip() or any(m in text for m in PROGRESS_MARKS)
+
+
 def tidy_executed(path: Path) -> None:
     """An executed notebook as a finished report: the progress bars' text (stderr streams of tqdm, shown live on
     the console) left out of the saved outputs, and the file read-only, so that opening it in JupyterLab never
@@ -106,8 +114,7 @@ def tidy_executed(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr"
-                                                            and any(m in o.get("text", "") for m in PROGRESS_MARKS))]
+            cell.outputs = [o for o in cell.outputs if not _progress_text(o)]
     nbformat.write(nb, path)
     os.chmod(path, 0o444)
 

@@ -199,6 +199,7 @@ def test_executed_notebook_is_tidied_and_read_only(tmp_path):
     nb = nbformat.v4.new_notebook()
     c = nbformat.v4.new_code_cell("x = 1")
     c.outputs = [nbformat.v4.new_output("stream", name="stderr", text="module I epoch 1/4: 100%|##| 5/5 [00:01<00:00, 4.1it/s]\r"),
+                 nbformat.v4.new_output("stream", name="stderr", text="\r                                   \r"),
                  nbformat.v4.new_output("stream", name="stdout", text="P@1 12.5\n"),
                  nbformat.v4.new_output("stream", name="stderr", text="UserWarning: something to read\n")]
     nb.cells.append(c)
