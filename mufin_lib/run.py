@@ -94,6 +94,61 @@ def new_run_id(preset: str | None) -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{preset or 'custom'}"
 
 
+RUN_ID_RULE = "one name of letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 characters"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id names one folder under runs/, never a path: `..`, `.`, `a/b` or `/tmp/x` would write elsewhere."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", run_id or "") or ".." in run_id:
+        raise ConfigError(f"run id {run_id!r}: expected {RUN_ID_RULE}")
+    return run_id
+
+
+class RunLock:
+    """runs/<id>/run.lock holding the pid of the process that runs the run: a second `mufin run` of the same id is
+    refused while the first lives; a lock left by a process that is gone (kill -9) is taken over."""
+
+    def __init__(self, run_path: Path):
+        self.path = Path(run_path) / "run.lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.path.read_text().strip() or "?"
+                if holder.isdigit() and _alive(int(holder)):
+                    raise ConfigError(f"run {self.path.parent.name} is being run by process {holder} ({self.path}); "
+                                      "wait for it to finish (or stop it), then --resume") from None
+                self.path.unlink(missing_ok=True)  # its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise ConfigError(f"{self.path}: could not take the run's lock")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+        try:  # a start refused before run.json was written leaves no empty folder behind
+            self.path.parent.rmdir()
+        except OSError:
+            pass
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 PROGRESS_MARKS = ("it/s]", "s/it]", "img/s]", "%|", " file/s]", " product/s]")
 
 
@@ -201,7 +256,7 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
     selected = select_notebooks(specs, only)
     params = resolve_parameters(specs, selected, preset, overrides)
     check_parameters({s.name: {**s.parameters, **params[s.name]} for s in selected}, params_class)
-    run_id = run_id or new_run_id(preset)
+    run_id = check_run_id(run_id or new_run_id(preset))
     run_path = RUNS_DIR / run_id
     if (run_path / "run.json").exists():
         raise ConfigError(f"run '{run_id}' exists already ({run_path}); use --resume {run_id} or another --run-id")
@@ -227,7 +282,7 @@ def resume_run(run_id: str, only: str | None = None, overrides: list[str] | None
     stages run outside the runner, e.g. Module I under torchrun: --resume <id> --only 03,04,05,06).
     `overrides` (-p key=value or NN.key=value) change the parameters of the notebooks that will run; the change
     is recorded in run.json (the notebook's parameters, and the resume entry)."""
-    run_path = RUNS_DIR / run_id
+    run_path = RUNS_DIR / check_run_id(run_id)
     if not (run_path / "run.json").exists():
         known = [q.parent.name for q in RUNS_DIR.glob("*/run.json")] if RUNS_DIR.exists() else []
         raise ConfigError(f"no run '{run_id}' under {RUNS_DIR} (runs with run.json: {', '.join(sorted(known)) or 'none'})")
@@ -277,29 +332,32 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if args.list:
+        for s in discover_notebooks():
+            print(s.name)
+            for k, v in s.parameters.items():
+                print(f"    {k}: {type(v).__name__} = {v!r}")
+        return 0
     try:
-        if args.list:
-            for s in discover_notebooks():
-                print(s.name)
-                for k, v in s.parameters.items():
-                    print(f"    {k}: {type(v).__name__} = {v!r}")
-            return 0
-        if args.resume:
-            if args.preset or args.run_id:
-                raise ConfigError("--resume continues a run with its recorded preset: it takes no --preset or "
-                                  "--run-id (--only re-runs or adds notebooks; -p NN.key=value changes them)")
-            record, run_path = resume_run(args.resume, args.only, args.param)
-        else:
-            record, run_path = start_run(args.preset, args.only, args.param, args.run_id)
+        if args.resume and (args.preset or args.run_id):
+            raise ConfigError("--resume continues a run with its recorded preset: it takes no --preset or "
+                              "--run-id (--only re-runs or adds notebooks; -p NN.key=value changes them)")
+        given = args.resume if args.resume is not None else args.run_id
+        run_id = check_run_id(given if given is not None else new_run_id(args.preset))
+        with RunLock(RUNS_DIR / run_id):  # one process per run id, from the checks to the last notebook
+            if args.resume is not None:
+                record, run_path = resume_run(run_id, args.only, args.param)
+            else:
+                record, run_path = start_run(args.preset, args.only, args.param, run_id)
+            print(f"run {record['run_id']} -> {run_path}")
+            try:
+                execute(record, run_path)
+            except (NotebookFailed, ConfigError) as e:
+                print(f"mufin run: {e}", file=sys.stderr)
+                return 1
     except ConfigError as e:
         print(f"mufin run: error: {e}", file=sys.stderr)
         return 2
-    print(f"run {record['run_id']} -> {run_path}")
-    try:
-        execute(record, run_path)
-    except (NotebookFailed, ConfigError) as e:
-        print(f"mufin run: {e}", file=sys.stderr)
-        return 1
     print(f"done: {run_path / 'run.json'}")
     if args.publish:
         figs = publish_figures(run_path)
