@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         from .paths import resolve
         rep = build_img_bin(resolve(args.path), Downloader(timeout=args.timeout, retries=args.retries,
                                                                      workers=args.workers), args.keep_top_k)
-        print(f"urls {rep['urls']}: {rep['outcomes']}; written {rep['written']}; failed {rep['failed']} "
+        print(f"references {rep['references']}: {rep['outcomes']}; written {rep['written']}; failed {rep['failed']} "
               f"(details in {args.path}/images/build_report.json)")
         return 0
     return manifest.verify_command(args.dataset, args.path)

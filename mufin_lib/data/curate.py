@@ -48,8 +48,11 @@ def product_text(p, text_from: str) -> str:
 def absolute_refs(refs: list[str], base: Path) -> list[str]:
     """Image references as curation stores them: URLs as given, local paths absolute (a relative path is taken
     from the folder of the metadata file that names it, so the dataset can be read from anywhere)."""
+    import os
+
     from .images import is_url, local_image_path
-    return [r if is_url(r) else str(local_image_path(r, base).resolve()) for r in refs]
+    # abspath, not resolve: a broken reference (a symlink loop) stays one named image problem, never a crash
+    return [r if is_url(r) else os.path.abspath(local_image_path(r, base)) for r in refs]
 
 
 @dataclass

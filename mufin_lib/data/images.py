@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import socket
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +44,10 @@ def encode_b64(img: Image.Image, quality: int = 90) -> str:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# what decoding an image may raise: each is one counted image problem (a 20000 x 20000 PNG of 90 KB included)
+DECODE_ERRORS = (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError)
 
 
 def decode_b64(s: str) -> Image.Image:
@@ -84,6 +89,8 @@ def _why(e: Exception) -> str:
         return f"not base64 ({e})"
     if isinstance(e, UnidentifiedImageError):
         return "not an image (the bytes decode to no known image format)"
+    if isinstance(e, Image.DecompressionBombError):
+        return f"too_many_pixels (over {pixel_limit():,}: max_image_pixels)"
     return f"{type(e).__name__}: {e}"
 
 
@@ -148,7 +155,7 @@ class ImageStore:
         for fno, off, line_no in self.index.get(uid, ()):
             try:
                 out.append(decode_b64(self._line(fno, off).decode("ascii")))
-            except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+            except DECODE_ERRORS as e:
                 self.report.corrupt.append((f"{self.files[fno].name}:{line_no}", _why(e)))
         return out
 
@@ -168,7 +175,7 @@ class ImageStore:
                 try:
                     decode_b64(self._line(fno, off).decode("ascii"))
                     good.append((fno, off, line_no))
-                except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+                except DECODE_ERRORS as e:
                     self.report.corrupt.append((f"{self.files[fno].name}:{line_no}", _why(e)))
             if good:
                 self.index[uid] = good
@@ -270,14 +277,33 @@ def local_image_path(ref: str, base: str | Path) -> Path:
 
 
 def _read_local(path: Path) -> tuple[Path | None, str]:
-    if not path.is_file():
+    import errno
+
+    try:
+        st = path.stat()
+    except OSError as e:
+        return None, "symlink_loop" if e.errno == errno.ELOOP else "missing_file"
+    if not stat.S_ISREG(st.st_mode):
         return None, "missing_file"
     try:
         with Image.open(path) as im:
             im.verify()
+    except Image.DecompressionBombError:
+        return None, f"too_many_pixels (over {pixel_limit():,}: max_image_pixels)"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None, "not_an_image"
     return path, "read_local"
+
+
+def pixel_limit() -> int:
+    """The most pixels an image may have; more is one image problem, "too_many_pixels", never a crash (Pillow refuses
+    an image of over twice its MAX_IMAGE_PIXELS as a decompression bomb)."""
+    return 2 * int(Image.MAX_IMAGE_PIXELS or 0)
+
+
+def set_pixel_limit(n: int) -> None:
+    """Stage 01's `max_image_pixels`: images of more pixels are refused and counted."""
+    Image.MAX_IMAGE_PIXELS = int(n) // 2
 
 
 def build_img_bin(root: str | Path, downloader: Downloader | None = None, keep_top_k: int = 15,

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..paths import CACHE_DIR, atomic_write, resolve
 from .curate import CurateParams, curate_to_dir
-from .images import ImageStore, build_img_bin
+from .images import ImageStore, build_img_bin, set_pixel_limit
 from .synthetic import GENERATOR_VERSION, SIZES, SyntheticParams, generate
 from .xc import XCDataset, read_xc
 
@@ -66,6 +66,7 @@ def prepare_dataset(params, stage: Path) -> tuple[XCDataset, dict]:
         raise ValueError(f"source '{params.source}': expected one of {', '.join(SOURCES)}")
     report, label = None, None
     with_images = params.image_encoder != ""  # "": text only (no images are read)
+    set_pixel_limit(params.max_image_pixels)
     if params.source == "synthetic":
         root = get_synthetic(params.size, params.seed, with_images, params.test_fraction, params.relation)
     elif params.source == "amazon-json":

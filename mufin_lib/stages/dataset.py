@@ -31,6 +31,7 @@ class DatasetParams:
     text_encoder: str = "all-MiniLM-L6-v2"  # the encoders whose outputs stage 01 caches
     image_encoder: str = "efficientnet-lite0"  # "": text only (no images are read)
     name: str = ""  # how tables name the data ("": from the source, e.g. "Amazon Gift_Cards")
+    max_image_pixels: int = ranged(178_956_970, 1)  # more pixels: one counted image problem (Pillow's bomb limit)
 
 
 @dataclass
