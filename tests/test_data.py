@@ -39,8 +39,9 @@ def test_cleaning_drops_markup_only_titles_and_still_adds_up(amazon_dir):
     # 2,163 of the Magazine titles are a bare `<span class="...` fragment: cleaned to '' and, when the product
     # also has no image, dropped as no_title_no_image.
     ds, rep = curate_amazon([amazon_dir / "meta_Magazine_Subscriptions.json.gz"], CurateParams(clean_titles=True))
-    assert rep.dropped["duplicate_asin"] == 3385 - 2320
-    assert rep.dropped["no_title_no_image"] > 1000
+    # an empty line is counted as empty before it is looked at as a repeat (an empty first copy never hides a good
+    # second one): of the 1,065 repeated lines, 424 are empty once cleaned
+    assert (rep.kept_labels, rep.dropped["duplicate_asin"], rep.dropped["no_title_no_image"]) == (942, 641, 1802)
     assert rep.kept_labels + sum(rep.dropped.values()) == 3385
     assert all("<" not in t and "class=" not in t for t in ds.titles["label"])
 
@@ -106,12 +107,13 @@ def test_2014_python_literal_format(tmp_path):
     p.write_text(
         "{'asin': 'B1', 'title': 'Kettle &amp; lid', 'imUrl': 'http://x/1.jpg', "
         "'related': {'also_bought': ['B2', 'B9']}, 'categories': [['Home and Kitchen', 'Kettles']]}\n"
-        "{'asin': 'B2', 'title': 'Toaster', 'related': {'also_viewed': ['B1']}, 'categories': [['Home and Kitchen']]}\n")
+        "{'asin': 'B2', 'title': 'Toaster', 'related': {'also_viewed': ['B1'], 'also_bought': ['B1']}, "
+        "'categories': [['Home and Kitchen']]}\n")
     prods = list(iter_products(p))
     assert prods[0].title == "Kettle & lid" and prods[0].image_refs == ["http://x/1.jpg"]
     assert prods[0].also_buy == ["B2", "B9"] and prods[0].category == "Home and Kitchen"
     ds, rep = curate_amazon([p])
-    assert rep.kept_points == 1 and rep.also_buy_targets == {"in_catalogue": 1, "outside_catalogue": 1}
+    assert rep.kept_points == 2 and rep.also_buy_targets == {"in_catalogue": 2, "outside_catalogue": 1}
 
 
 def _small_ds(root):

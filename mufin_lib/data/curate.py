@@ -100,13 +100,13 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
             if not p.uid:
                 dropped["no_asin"] += 1
                 continue
-            if p.uid in seen:  # keep the first record of an asin (the release repeats some)
+            if not p.title and not p.image_refs:  # before the duplicate check: an empty copy never hides a good one
+                dropped["no_title_no_image"] += 1
+                continue
+            if p.uid in seen:  # keep the first usable record of an asin (the release repeats some)
                 dropped["duplicate_asin"] += 1
                 continue
             seen.add(p.uid)
-            if not p.title and not p.image_refs:
-                dropped["no_title_no_image"] += 1
-                continue
             index[p.uid] = len(asins)
             asins.append(p.uid); titles.append(product_text(p, params.text_from)); also.append(p.also_buy)
             urls.append(absolute_refs(p.image_refs, path.parent))
@@ -148,6 +148,10 @@ def curate_amazon(paths: list[str | Path], params: CurateParams = CurateParams()
     rng = np.random.default_rng(params.seed)
     perm = rng.permutation(points)
     n_test = int(round(len(points) * params.test_fraction))
+    if n_test == 0 or n_test == len(points):
+        raise ValueError(f"{', '.join(str(p) for p in paths)}: {len(points)} product(s) with co-purchases in the "
+                         f"catalogue; test_fraction {params.test_fraction} leaves {len(points) - n_test} train and "
+                         f"{n_test} test points, and the kit needs both (more records, or another test_fraction)")
     test_pts, train_pts = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     ds = split_dataset(asins, titles, urls, Yall, train_pts, test_pts, root=Path("."))
     report = CurationReport(

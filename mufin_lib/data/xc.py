@@ -55,13 +55,16 @@ class XCDataset:
 def _read_raw(path: Path) -> tuple[list[str], list[str]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (expected one `UID->title` line per row)")
-    uids, titles = [], []
+    uids, titles, first = [], [], {}
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             line = line.rstrip("\n").rstrip("\r")
             if "->" not in line:
                 raise XCFormatError(f"{path}: line {i}: expected `UID->title`, got {line[:80]!r}")
             uid, title = line.split("->", 1)
+            if uid in first:  # one UID, two rows: which row a label or an image means would be a guess
+                raise XCFormatError(f"{path}: line {i}: UID {uid!r} repeats line {first[uid]} (expected one row per UID)")
+            first[uid] = i
             uids.append(uid)
             titles.append(title)
     return uids, titles
@@ -87,6 +90,9 @@ def read_xy(path: Path, n_labels: int | None = None) -> sp.csr_matrix:
                     raise XCFormatError(f"{path}: line {i}: expected `label:value` pairs, got {tok!r}") from None
                 if not 0 <= lab < L:
                     raise XCFormatError(f"{path}: line {i}: label {lab} outside 0..{L - 1}")
+                if not (np.isfinite(val) and val > 0):  # a 0 would count as a positive, a nan turn a statistic NaN
+                    raise XCFormatError(f"{path}: line {i}: label {lab} has value {val!r}; expected a positive finite "
+                                        "number (leave a label out instead of giving it 0)")
                 indices.append(lab)
                 data.append(val)
             indptr.append(len(indices))
