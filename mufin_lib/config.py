@@ -139,7 +139,21 @@ def load_preset(name: str) -> dict:
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"no preset '{name}' (valid: {', '.join(available_presets())})")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with description, common and notebooks; got {type(data).__name__}")
+    for key in ("common", "notebooks"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise ConfigError(f"{path}: `{key}` must be a mapping (name: value), got {type(data[key]).__name__}")
+    for nb, values in (data.get("notebooks") or {}).items():
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"{path}: notebooks.{nb} must be a mapping (parameter: value), got {type(values).__name__}")
     unknown = set(data) - {"description", "common", "notebooks"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (expected description, common, notebooks)")
@@ -230,7 +244,18 @@ def choice(default: str, *choices: str):
     return field(default=default, metadata={"choices": (default, *choices)})
 
 
+def valid(default, check, rule: str):
+    """A Params field whose value must satisfy `check(value)` (`rule` says what is expected)."""
+    return field(default=default, metadata={"valid": (check, rule)})
+
+
 def check_value(name: str, value: Any, meta, origin: str) -> None:
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{origin}: parameter '{name}' must be a finite number, got {value!r}")
+    if "valid" in meta and not meta["valid"][0](value):
+        raise ConfigError(f"{origin}: parameter '{name}' must be {meta['valid'][1]}, got {value!r}")
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{origin}: parameter '{name}' must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
     if "range" in meta:

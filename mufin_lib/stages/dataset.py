@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..baselines import frozen_table
-from ..config import choice, ranged
+from ..config import choice, ranged, valid
 from ..data.prepare import prepare_dataset
 from ..data.xc import XCDataset
 from ..layout import METRICS
@@ -21,9 +21,10 @@ class DatasetParams:
     """Stage 01's parameters (notebook 01's parameters cell equals these defaults)."""
     source: str = choice("synthetic", "amazon-json", "xc-dir")  # synthetic | amazon-json | xc-dir
     input_path: str = ""  # amazon-json: metadata file(s), comma-separated; xc-dir: the dataset directory
-    size: str = "smoke"  # synthetic: smoke (~2K products) | default (~20K) | a number of products
+    size: str = valid("smoke", lambda v: v in ("smoke", "default") or (v.isdigit() and int(v) >= 30),
+                      "smoke, default or a number of products of 30 or more")  # synthetic: smoke (~2K) | default (~20K) | N
     relation: str = choice("complementary", "collections")  # synthetic also_buy: complementary (v3) | collections (v2)
-    seed: int = 0
+    seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
     test_fraction: float = ranged(0.3, 0, 1, lo_open=True, hi_open=True)
     clean_titles: bool = True  # HTML entities and markup out of titles
     text_from: str = choice("title", "title+category", "title+description")  # amazon-json: the paper uses titles

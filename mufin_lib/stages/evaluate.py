@@ -39,7 +39,7 @@ class EvaluateParams:
     prior: bool = True
     vote_neighbours: int = ranged(20, 1)  # Module I's nearest fit points that vote
     timing_points: int = ranged(50, 0)  # products encoded from raw title and images to time prediction (0: no timing)
-    seed: int = 0
+    seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
 

@@ -57,7 +57,7 @@ class Module1Params:
     text_encoder: str = "all-MiniLM-L6-v2"
     image_encoder: str = "efficientnet-lite0"  # "": text only
     compare_modalities: str = "text"  # stage 02 also trains these twins with the same settings: "", text, image, text,image
-    seed: int = 0
+    seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
 def load_params(run) -> Module1Params:

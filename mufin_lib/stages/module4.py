@@ -58,7 +58,7 @@ class Module4Params:
     select_epoch: bool = True
     val_points: int = ranged(1000, 1)
     patience: int = ranged(0, 0)
-    seed: int = 0
+    seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
 

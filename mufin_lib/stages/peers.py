@@ -41,7 +41,7 @@ class PeersParams:
     bootstrap: int = ranged(1000, 10)  # paired-bootstrap resamples of the test points
     propensity_A: float = ranged(PROPENSITY_A, 0, lo_open=True)
     propensity_B: float = ranged(PROPENSITY_B, 0)
-    seed: int = 0
+    seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
 @dataclass

@@ -26,7 +26,7 @@ class QualitativeParams:
     most_bought: int = ranged(2, 0)
     random_products: int = ranged(3, 0)
     top_k: int = ranged(5, 1)
-    seed: int = 0
+    seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
 @dataclass
