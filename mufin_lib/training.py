@@ -73,12 +73,29 @@ def save_checkpoint(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, params, map_location="cpu") -> dict | None:
-    """The checkpoint at `path` when it was saved with these `params`; None when there is none. Other
-    parameters: an error, since resuming would mix two trainings."""
+def read_checkpoint(path: Path, map_location="cpu", log=print) -> dict | None:
+    """The checkpoint at `path`, or None when there is none or it cannot be read (cut short by a full disk, say):
+    a damaged one is set aside (checkpoints.damaged/), said so with its file and reason, and the stage starts afresh."""
+    path = Path(path)
     if not path.exists():
         return None
-    c = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: never resume from it
+        aside = path.parent.with_name("checkpoints.damaged")
+        if aside.exists():
+            shutil.rmtree(aside)
+        path.parent.rename(aside)
+        log(f"{path}: damaged ({type(e).__name__}: {str(e)[:120]}); set aside as {aside}, and this stage starts afresh")
+        return None
+
+
+def load_checkpoint(path: Path, params, map_location="cpu") -> dict | None:
+    """The checkpoint at `path` when it was saved with these `params`; None when there is none (or a damaged one,
+    set aside). Other parameters: an error, since resuming would mix two trainings."""
+    c = read_checkpoint(path, map_location)
+    if c is None:
+        return None
     if c["params"] != asdict(params):
         raise ValueError(f"{path}: saved with other parameters; use another output folder or resume=False")
     return c
@@ -91,7 +108,8 @@ def discard_stale_checkpoints(out_dir: Path, params, log=print, inputs: str = ""
     ckpt = Path(out_dir) / "checkpoints" / "last.pt"
     seen = ckpt.parent / "inputs.txt"
     why = ""
-    if ckpt.exists() and torch.load(ckpt, map_location="cpu", weights_only=False)["params"] != asdict(params):
+    saved = read_checkpoint(ckpt, log=log)
+    if saved is not None and saved["params"] != asdict(params):
         why = "saved with other parameters"
     elif ckpt.exists() and inputs and (not seen.exists() or seen.read_text() != inputs):
         why = "trained on other inputs (an earlier stage ran again)"

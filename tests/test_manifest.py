@@ -32,3 +32,20 @@ def test_verify_command_exit_codes(tmp_path, amazon_dir, capsys):
     out = capsys.readouterr().out
     assert "missing" in out and "meta_Appliances.first100.json.gz" in out
     assert verify_command("no-such-dataset") == 2
+
+
+def test_verify_reads_the_contents_where_no_checksum_is_known(tmp_path, capsys):
+    """MM-AmazonTitles-300K's checksums are unknown to the kit: verify then parses the layout (and its label count)."""
+    from mufin_lib.data.synthetic import SyntheticParams, generate
+
+    root = tmp_path / "mm"
+    generate(root, SyntheticParams(n_products=40, seed=3))
+    (root / "img.urls.txt").touch()
+    assert verify_command("mm-amazontitles-300k", str(root)) == 1
+    out = capsys.readouterr().out
+    assert "40 labels, expected 303,296" in out
+    y = root / "trn_X_Y.txt"
+    lines = y.read_text().splitlines()
+    y.write_text("\n".join(lines[:2] + [lines[2].split()[0].split(":")[0] + ":nan"] + lines[3:]) + "\n")
+    assert verify_command("mm-amazontitles-300k", str(root)) == 1
+    assert "trn_X_Y.txt: line 3: label" in capsys.readouterr().out

@@ -195,3 +195,24 @@ def test_fine_tuning_trains_the_encoders(tiny_images, tmp_path):
     test = Split("test", ds.uids["test"], ds.Y["test"], ds.filters["test"])
     m = evaluate_model(again, bag_source(again, ds, None, p), test, ds.uids["label"], inv_propensity(ds.Y["train"]))
     assert 0 <= m["P@1"] <= 100
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_stage_starts_afresh(tiny, tmp_path, capsys):
+    """A last.pt cut short (a full disk, a killed copy): named with its file, set aside, and training restarts to the
+    same weights as an uninterrupted run (never a bare unpickling traceback)."""
+    from mufin_lib.training import discard_stale_checkpoints
+
+    ds, emb = tiny
+    p = Module1Params(epochs=2, batch_size=64, cluster_after=1, warmup_steps=2, D=16)
+    full, _ = train(ds, emb, tmp_path / "a", p, progress=False)
+    train(ds, emb, tmp_path / "b", p, stop_after=1, progress=False)
+    ckpt = tmp_path / "b" / "checkpoints" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:300])  # cut short
+    discard_stale_checkpoints(tmp_path / "b", p)  # what stage 02 does first
+    out = capsys.readouterr().out
+    assert f"{ckpt}: damaged" in out and "starts afresh" in out
+    assert (tmp_path / "b" / "checkpoints.damaged" / "last.pt").exists() and not ckpt.exists()
+    again, st = train(ds, emb, tmp_path / "b", p, progress=False)
+    assert st.epoch == 2
+    for (k, a), (_, b) in zip(full.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k

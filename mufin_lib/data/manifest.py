@@ -68,7 +68,33 @@ def verify(m: dict, root: Path) -> list[FileCheck]:
                                     "" if h == f["sha256"] else f"sha256 {h[:12]}..., expected {f['sha256'][:12]}..."))
         else:
             checks.append(FileCheck(f["path"], "unknown_checksum", "present; no checksum is known for it"))
+    if any(c.status == "unknown_checksum" for c in checks):
+        checks.append(check_contents(Path(root), m.get("expected") or {}))
     return checks
+
+
+def check_contents(root: Path, expected: dict | None = None) -> FileCheck:
+    """Where checksums are unknown (a release we never had), the contents instead: the XC layout parsed (every
+    label:value, filter pair and UID line checked, as stage 01 reads it) and every img.bin line decoded."""
+    from .images import ImageStore
+    from .xc import XCFormatError, read_xc
+
+    if not (root / "raw_data").is_dir():
+        return FileCheck("(contents)", "unchecked", "not an XC layout (no raw_data/): presence only")
+    try:
+        ds = read_xc(root)
+    except (XCFormatError, FileNotFoundError, ValueError) as e:
+        return FileCheck("(contents)", "unreadable", str(e))
+    want = (expected or {}).get("num_labels")
+    if want is not None and ds.num_labels != want:
+        return FileCheck("(contents)", "unreadable", f"{ds.num_labels:,} labels, expected {want:,}")
+    store = ImageStore.from_dir(root)
+    store.validate()
+    rep = store.report.as_dict()
+    bad = rep["corrupt"]
+    return FileCheck("(contents)", "ok" if not bad else "corrupt_images",
+                     f"{len(ds.uids['train'])} train, {len(ds.uids['test'])} test points, {ds.num_labels} labels; "
+                     f"img.bin lines {rep['lines']}, corrupt {bad}")
 
 
 def verify_command(name: str, path: str | None = None) -> int:
@@ -82,7 +108,8 @@ def verify_command(name: str, path: str | None = None) -> int:
     print(f"{name}: {root}")
     for c in checks:
         print(f"  {c.status:18s} {c.path}  {c.detail}")
-    bad = [c for c in checks if c.status in ("missing", "size_mismatch", "checksum_mismatch")]
+    bad = [c for c in checks if c.status in ("missing", "size_mismatch", "checksum_mismatch", "unreadable",
+                                             "corrupt_images")]
     print(f"{len(checks) - len(bad)} ok or unchecked, {len(bad)} bad")
     if bad and m.get("obtain"):
         print("how to obtain:\n  " + "\n  ".join(str(m["obtain"]).strip().splitlines()))
