@@ -37,7 +37,8 @@ def _load_image(ref: str, dl: Downloader | None):
         return None, dl, f"{type(e).__name__}: {e}"
 
 
-def read_products(path: str | Path, downloader: Downloader | None = None) -> tuple[list[Product], list[dict]]:
+def read_products(path: str | Path, downloader: Downloader | None = None, max_images: int = 15
+                  ) -> tuple[list[Product], list[dict]]:
     """Products from JSON lines; returns (usable products, problems). Each problem names the file and line: a line
     that is not UTF-8, not JSON or not an object, a field of the wrong type, or no title and no usable image.
     A usable product keeps the reasons its unreadable images were left out (`image_problems`)."""
@@ -62,7 +63,11 @@ def read_products(path: str | Path, downloader: Downloader | None = None) -> tup
         if not isinstance(rec, dict):
             problem(f"expected a JSON object with id, title and images, got {type(rec).__name__}")
             continue
-        pid = str(rec.get("id", f"line{line_no}"))
+        raw_id = rec.get("id", f"line{line_no}")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+            problem(f"id: expected a string or a whole number, got {type(raw_id).__name__} {json.dumps(raw_id)[:40]}")
+            continue
+        pid = str(raw_id)
         title, refs = rec.get("title") or "", rec.get("images") or []
         if isinstance(refs, str):
             refs = [refs]  # one image given as a string: unambiguous
@@ -73,7 +78,10 @@ def read_products(path: str | Path, downloader: Downloader | None = None) -> tup
             problem("images: expected a list of paths or URLs (strings)", id=pid)
             continue
         ims, bad = [], []
-        for ref in refs:
+        for k, ref in enumerate(refs):
+            if len(ims) == max_images:  # Module I reads this many: the rest are never decoded, only counted
+                bad.append(f"{len(refs) - k} more image(s) beyond the {max_images} used: not read")
+                break
             im, dl, why = _load_image(ref, dl)
             if im is None:
                 bad.append(f"{ref}: {why}")
@@ -111,8 +119,15 @@ def write_grid(path, products: list[Product], recs, label_image=None, max_produc
 def predict_file(input_path, output_path=None, top_k: int = 10, run=None, model=None, grid=None) -> dict:
     """Recommendations for the products of a JSON-lines file, one output line per input line (`error` where a line
     could not be used); the output is written atomically. With `grid`, also the Fig. 8 grid as a PNG."""
-    products, problems = read_products(input_path)
+    out_path = Path(output_path) if output_path else Path(input_path).with_suffix(".recommendations.jsonl")
+    if out_path.is_dir():  # said before anything is computed, not after
+        raise ValueError(f"--output {out_path}: a directory; expected a file path for the JSON lines")
+    if grid and Path(grid).is_dir():
+        raise ValueError(f"--grid {grid}: a directory; expected a file path for the PNG")
+    if not Path(input_path).is_file():
+        raise FileNotFoundError(f"{input_path}: no such file (expected JSON lines: id, title, images)")
     pred = load_predictor(run, model)
+    products, problems = read_products(input_path, max_images=pred.encoders.keep_top_k)
     recs = pred.recommend(products, top_k=top_k) if products else []
     if grid:
         store = None
@@ -120,7 +135,6 @@ def predict_file(input_path, output_path=None, top_k: int = 10, run=None, model=
             from .data.images import ImageStore
             store = ImageStore.from_dir(open_run(run).root)
         write_grid(grid, products, recs, (lambda u: (store.get(u) or [None])[0]) if store is not None else None)
-    out_path = Path(output_path) if output_path else Path(input_path).with_suffix(".recommendations.jsonl")
     with atomic_write(out_path) as f:
         for p, r in zip(products, recs):
             f.write(json.dumps({"id": p.uid, "title": p.title, "image_problems": p.image_problems, "recommendations": [
