@@ -22,6 +22,17 @@ HM_DIR = SHARED_DIR / "data" / "hm"
 PAPER_TABLES_DIR = SHARED_DIR / "paper_tables"
 
 
+def process_alive(pid) -> bool:
+    """Whether a process of this pid runs (the holder of a lock, the writer of a .partial folder)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def resolve(path: str | os.PathLike) -> Path:
     """A user path: absolute as given, relative ones are taken from the project root."""
     p = Path(os.path.expanduser(str(path)))

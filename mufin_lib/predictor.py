@@ -94,8 +94,13 @@ class Predictor:
         self.alpha = fusion.label_alpha(self.fit_labels)
         self.popularity = log_popularity(self.fit_labels)
         self.voters = TrainVotes(self.fit_embeddings, self.fit_labels, fusion.vote_neighbours)
-        self.second = {"none": None, "votes": TrainVotes(self.fit_embeddings, self.fit_labels, shortlist.vote_neighbours),
-                       "centroid": LabelCentroids(self.fit_embeddings, self.fit_labels)}[shortlist.augment]
+        if shortlist.augment == "votes":  # one set of voters when the shortlist and the fusion ask the same
+            self.second = (self.voters if shortlist.vote_neighbours == fusion.vote_neighbours
+                           else TrainVotes(self.fit_embeddings, self.fit_labels, shortlist.vote_neighbours))
+        elif shortlist.augment == "centroid":
+            self.second = LabelCentroids(self.fit_embeddings, self.fit_labels)
+        else:
+            self.second = None
         e = self.encoders
         self.text_model = load_text_encoder(e.text_encoder)
         self.image_enc = load_image_encoder(e.image_encoder) if e.image_encoder and e.modalities != "text" else None

@@ -27,7 +27,7 @@ from typing import Any
 from .config import (ConfigError, apply_overrides, available_presets, check_parameters, discover_notebooks, resolve_parameters,
                      select_notebooks)
 from .stages import params_class
-from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write
+from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write, process_alive
 
 KEY_PACKAGES = ("mufin-kit", "torch", "torchvision", "timm", "sentence-transformers", "transformers", "faiss-cpu",
                 "faiss-gpu", "numpy", "scipy", "pandas", "scikit-learn", "papermill", "napkinxc", "pillow")
@@ -120,7 +120,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.path.read_text().strip() or "?"
-                if holder.isdigit() and _alive(int(holder)):
+                if holder.isdigit() and process_alive(holder):
                     raise ConfigError(f"run {self.path.parent.name} is being run by process {holder} ({self.path}); "
                                       "wait for it to finish (or stop it), then --resume") from None
                 self.path.unlink(missing_ok=True)  # its process is gone
@@ -137,16 +137,6 @@ class RunLock:
         except OSError:
             pass
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 PROGRESS_MARKS = ("it/s]", "s/it]", "img/s]", "%|", " file/s]", " product/s]")

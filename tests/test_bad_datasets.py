@@ -33,7 +33,7 @@ def test_xc_label_values_must_be_positive_and_finite(tmp_path, value):
 
     f = tmp_path / "trn_X_Y.txt"
     f.write_text(f"2 3\n0:1 2:1\n1:{value}\n")
-    with pytest.raises(XCFormatError, match=rf"trn_X_Y.txt: line 3: label 1 has value .*expected a positive finite"):
+    with pytest.raises(XCFormatError, match=r"trn_X_Y.txt: line 3: label 1 has value .*expected a positive finite"):
         read_xy(f, 3)
 
 

@@ -70,7 +70,6 @@ def test_one_bad_image_never_sinks_the_data_set(tmp_path):
 
 
 def test_a_bomb_on_an_img_bin_line_is_one_corrupt_line(tmp_path):
-    from mufin_lib.data.images import encode_b64  # noqa: F401 (the layout img.bin uses)
     import base64
 
     from mufin_lib.data.prepare import prepare_dataset

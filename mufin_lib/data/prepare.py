@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import CACHE_DIR, atomic_write, resolve
+from ..paths import CACHE_DIR, atomic_write, process_alive, resolve
 from .curate import CurateParams, curate_to_dir
 from .images import ImageStore, build_img_bin, set_pixel_limit
 from .synthetic import GENERATOR_VERSION, SIZES, SyntheticParams, generate
@@ -37,7 +37,7 @@ def get_synthetic(size: str | int, seed: int = 0, with_images: bool = True, test
         # folder (removed by the next one), and two runs generating at once never write into each other's files
         tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
         for stale in out.parent.glob(f"{out.name}.partial-*"):
-            if not _alive(stale.name.rsplit("-", 1)[1]):
+            if not process_alive(stale.name.rsplit("-", 1)[1]):
                 shutil.rmtree(stale, ignore_errors=True)
         generate(tmp, p)
         try:
@@ -47,16 +47,6 @@ def get_synthetic(size: str | int, seed: int = 0, with_images: bool = True, test
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prepare_dataset(params, stage: Path) -> tuple[XCDataset, dict]:

@@ -262,7 +262,7 @@ RUN_SPLITS = ("train", "fit", "val", "val-epoch", "val-alpha", "test")  # what s
 
 
 def filter_rows(filt: np.ndarray, pick: np.ndarray) -> np.ndarray:
-    """The filter pairs of the rows `pick` (sorted), renumbered 0..len(pick)-1."""
+    """The filter pairs of the rows `pick` (in pick's order), renumbered 0..len(pick)-1."""
     pos = {int(r): i for i, r in enumerate(pick)}
     kept = [(pos[int(r)], int(c)) for r, c in filt if int(r) in pos]
     return np.asarray(kept, np.int64).reshape(-1, 2)

@@ -150,7 +150,7 @@ def stage(run, params: EvaluateParams) -> EvaluateResult:
 def predictor(run) -> Predictor:
     """The run's trained MUFIN (stages 02-06) as a Predictor: what `mufin predict --run` uses and `export` saves."""
     ds = run.dataset
-    return Predictor(run.module1, saved_record(run.need("module1", MODEL))["params"], run.ranker,
+    return Predictor(run.module1, vars(run.module1_saved), run.ranker,
                      saved_record(run.need("module4", MODEL))["params"], run.index, run.bags.subset(ds.uids["label"]),
                      ds.titles["label"], run.fit_embeddings, run.fit_labels, run.fusion,
                      ShortlistParams.from_stage(run.shortlist_record),

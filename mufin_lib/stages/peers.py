@@ -63,10 +63,10 @@ def mufin_rows(run, k: int) -> list[Row]:
     t1 = m1["timing"]
     tm = ev["timing_ms_per_point"]
     emb = run.embeddings
+    test = run.split("test")
     rows = []
     for i, (name, p) in enumerate(variants(p1).items()):
         model = run.module1 if i == 0 else load_model(variant_dir(run.stage("module1"), name, p1), ds)
-        test = run.split("test")
         scores = module1_scores(model, bag_source(model, ds, emb, p), test.uids, ds.uids["label"], k + filter_room(test.filter))
         rows.append(Row(f"Module I ({name})", "MUFIN", scores, t1.get(name, {}).get("total_s"),
                         predict_from="cached encoder features", note="" if i == 0 else "twin of the run's Module I"))

@@ -66,25 +66,25 @@ def per_category(parts: dict[str, tuple[np.ndarray, np.ndarray]], cats: list[str
     return out
 
 
-def _paper(category: str) -> dict:
-    """The paper's Table 6 row of the same name (P@5, MM-AmazonTitles-300K), when there is one."""
+def _paper_rows() -> dict[str, dict]:
+    """The paper's Table 6 (P@5, MM-AmazonTitles-300K) by lower-cased category name; {} without the paper's tables."""
     try:
         t = read_paper_table("table6_per_category.csv")
     except FileNotFoundError:
         return {}
-    row = t[t["category"].str.lower() == category.lower()]
-    return {} if row.empty else {col: float(row.iloc[0][k]) for k, col in PAPER_COLUMNS.items()}
+    return {str(r["category"]).lower(): {col: float(r[k]) for k, col in PAPER_COLUMNS.items()} for _, r in t.iterrows()}
 
 
 def _table(values: dict, order: list[str], n_points: Counter, n_labels: Counter, metric: str, paper: bool):
     methods = list(values)
+    paper_rows = _paper_rows() if paper else {}
     rows = []
     for c in [OVERALL] + order:
         rec = {"category": c, "labels": sum(n_labels.values()) if c == OVERALL else n_labels.get(c, 0),
                "test points": sum(n_points.values()) if c == OVERALL else n_points[c]}
         rec.update({f"{m} {metric}": round(values[m][c], 4) for m in methods})
         if paper:
-            rec.update({col: _paper(c).get(col) for col in PAPER_COLUMNS.values()})
+            rec.update({col: paper_rows.get(c.lower(), {}).get(col) for col in PAPER_COLUMNS.values()})
         rows.append(rec)
     t = pd.DataFrame(rows)
     cols = [f"{m} {metric}" for m in methods]

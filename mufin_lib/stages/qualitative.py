@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from ..config import ranged
 from ..data.images import ImageStore
+from ..data.xc import filter_rows
 from ..layout import METRICS
 from ..metrics import _drop, topk_from_scores
 from ..report import write_metrics, write_table
@@ -68,7 +69,7 @@ def stage(run, params: QualitativeParams) -> QualitativeResult:
     Y = _drop(sp.csr_matrix(test.Y) > 0, test.filter)
     picks = pick_products(test.uids, params.products, params.random_products, params.seed, Y.getnnz(1),
                           params.most_bought)
-    tops = {r.name: topk_from_scores(_drop(r.scores[picks], _rows_filter(test.filter, picks)), params.top_k)
+    tops = {r.name: topk_from_scores(_drop(r.scores[picks], filter_rows(test.filter, np.asarray(picks))), params.top_k)
             for r in shown}
     items, recs = [], []
     for r, i in enumerate(picks):
@@ -98,9 +99,3 @@ def _first(store: ImageStore, uid: str):
     ims = store.get(uid)
     return ims[0] if ims else None
 
-
-def _rows_filter(filt: np.ndarray, picks: list[int]) -> np.ndarray:
-    """The filter pairs of the picked rows, renumbered in pick order."""
-    pos = {p: r for r, p in enumerate(picks)}
-    kept = [(pos[int(a)], int(b)) for a, b in filt if int(a) in pos]
-    return np.asarray(kept, np.int64).reshape(-1, 2)
