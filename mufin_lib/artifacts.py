@@ -11,6 +11,7 @@ nothing and imports no stage.
     run.index                       stage 03 (module2/index)
     run.shortlists(split)           stage 04 (module3/shortlist_<split>.npz)
     run.ranker                      stage 05 (module4/model.pt)
+    run.pipeline, .modules_name     how its Modules I-IV differ from the paper's (named in every fused row)
     run.fusion, run.alpha_record    stage 06 (evaluate/fusion.json: what prediction fuses with; alpha.json: how)
     run.stage(name)                 a stage's folder (created)
 A missing stage raises FileNotFoundError naming the notebook to run.
@@ -32,8 +33,10 @@ from .fusion import FusionParams, load_alpha, log_popularity
 from .metrics import inv_propensity
 from .module1 import load_model, saved_params
 from .paths import RUNS_DIR, resolve
+from .pipeline import differences, modules_name
 from .ranker import load_ranker
 from .retrieval import LabelCentroids, LabelIndex, TrainVotes, load_shortlist
+from .training import saved_record
 
 
 class Run:
@@ -135,8 +138,21 @@ class Run:
         half of it: "val-epoch", "val-alpha"."""
         return split_of(self.dataset, name, *self.carve, self.module1_saved.seed)
 
-    def inv_propensity(self, A: float = layout.PROPENSITY_A, B: float = layout.PROPENSITY_B) -> np.ndarray:
-        return inv_propensity(self.dataset.Y["train"], A, B)
+    @cached_property
+    def propensity(self) -> dict:
+        """PSP's A, B for this run's data (stage 01 took them from the data set's manifest) and where they came from;
+        runs made before stage 01 recorded them used pyxclib's Amazon values."""
+        rec = self.metrics("dataset").get("propensity")
+        if rec:
+            return rec
+        A, B = layout.PROPENSITY_AMAZON
+        return {"A": A, "B": B, "from": "the kit's value before stage 01 recorded one"}
+
+    def inv_propensity(self, tuning: bool = False) -> np.ndarray:
+        """Inverse propensities at the run's A, B from train label counts; `tuning`: from the fit points only (train
+        minus validation), for a metric that chooses something on validation."""
+        Y = self.fit_labels if tuning else self.dataset.Y["train"]
+        return inv_propensity(Y, self.propensity["A"], self.propensity["B"])
 
     # ---- stages 03-04 -------------------------------------------------------------------------------
     @cached_property
@@ -191,6 +207,19 @@ class Run:
     @cached_property
     def ranker(self):
         return load_ranker(self.need("module4", layout.MODEL).parent, self.module1, self.dataset.num_labels)
+
+    @cached_property
+    def pipeline(self) -> list[str]:
+        """Where this run's Modules I-IV differ from the paper's, in words (mufin_lib.pipeline); [] for the paper's."""
+        index = json.loads(self.need("module2", layout.INDEX_DIR, "index.json").read_text())
+        m4 = saved_record(self.need("module4", layout.MODEL))["params"]
+        return differences({"module1": vars(self.module1_saved), "module2": index["params"],
+                            "module3": self.shortlist_record, "module4": m4})
+
+    @cached_property
+    def modules_name(self) -> str:
+        """What the fused rows' names say of this run's Modules I-IV."""
+        return modules_name(self.pipeline)
 
     @cached_property
     def alpha_record(self) -> dict:

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from .data.xc import XCDataset
 from .encoders import Embeddings
+from .fusion import PRIOR_GRID
 from .layout import PROPENSITY_A, PROPENSITY_B
 from .metrics import evaluate, filter_room, inv_propensity, topk_to_csr
 from .retrieval import exact_search
@@ -54,20 +55,51 @@ def frozen_nn(ds: XCDataset, emb: Embeddings, split: str = "test", modality: str
     return {"modality": modality, "split": split, **m}
 
 
-def frozen_table(ds: XCDataset, emb: Embeddings, split: str = "test", modalities=MODALITIES):
+def frozen_table(ds: XCDataset, emb: Embeddings, split: str = "test", modalities=MODALITIES,
+                 A: float = PROPENSITY_A, B: float = PROPENSITY_B):
     """frozen_nn for each modality, one row each (a pandas DataFrame)."""
     import pandas as pd
 
-    return pd.DataFrame([frozen_nn(ds, emb, split, m) for m in modalities])
+    return pd.DataFrame([frozen_nn(ds, emb, split, m, A=A, B=B) for m in modalities])
 
 
 def vote_scores(Q: np.ndarray, K: np.ndarray, Y_fit: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
     """Training-point votes: label l scores the sum of the (positive) similarities of the `neighbours` nearest
     training points (keys K) that have l."""
     S, I = exact_search(Q, K, neighbours)
+    return votes_of_neighbours(S, I, Y_fit, neighbours)
+
+
+def votes_of_neighbours(S: np.ndarray, I: np.ndarray, Y_fit: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
+    """vote_scores from an exact search already made (S, I: n x at least `neighbours`, best first)."""
+    S, I = S[:, :neighbours], I[:, :neighbours]
     W = sp.csr_matrix((np.maximum(S, 0).ravel() + 1e-6, I.ravel(), np.arange(0, S.size + 1, S.shape[1])),
-                      shape=(len(Q), K.shape[0]))
+                      shape=(len(S), Y_fit.shape[0]))
     return (W @ Y_fit).tocsr()
+
+
+def with_popularity(S: sp.csr_matrix, popularity: np.ndarray, weight: float) -> sp.csr_matrix:
+    """A peer's scores over its candidates, each row divided by its largest (the ranking kept, the scale the same
+    for every point), plus `weight` x the label's log-popularity (fusion.log_popularity): the term stage 06 adds to
+    MUFIN, given to a peer with the same kind of tuning."""
+    S = sp.csr_matrix(S, dtype=np.float64, copy=True)
+    top = S.max(axis=1).toarray().ravel()
+    S = sp.diags(np.divide(1.0, top, out=np.zeros_like(top), where=top > 0)) @ S
+    S = sp.csr_matrix(S)
+    S.data = S.data + weight * popularity[S.indices] + 1e-9
+    return S
+
+
+def tune_popularity(S_val: sp.csr_matrix, popularity: np.ndarray, Y, filt, metric: str = "P@1", inv_p=None,
+                    grid=PRIOR_GRID) -> tuple[float, float]:
+    """(weight, validation metric) of the log-popularity weight of `grid` with the best validation `metric` for a
+    peer's validation scores (ties: the smaller weight)."""
+    best = None
+    for g in grid:
+        m = evaluate(with_popularity(S_val, popularity, g), Y, inv_p if metric.startswith("PS") else None, filt)[metric]
+        if best is None or m > best[1]:
+            best = (float(g), float(m))
+    return best
 
 
 def popularity_scores(Y_fit: sp.csr_matrix, n_points: int, k: int) -> sp.csr_matrix:
@@ -88,25 +120,36 @@ def _labels_lists(Y: sp.csr_matrix) -> list[list[int]]:
     return [Y.indices[Y.indptr[i]:Y.indptr[i + 1]].tolist() for i in range(Y.shape[0])]
 
 
-def plt_scores(Xtr, Y_fit, Xte, k: int, search: str = "exact", beam: int = 10, seed: int = 0) -> tuple[sp.csr_matrix, float, float]:
-    """napkinXC PLT (one thread: results repeat). Returns (scores, train seconds, predict seconds)."""
+PLT_C = 10.0  # napkinXC's liblinear_c default
+
+
+def plt_scores(Xtr, Y_fit, Xte, k: int, search: str = "exact", beam: int = 10, seed: int = 0, c: float = PLT_C,
+               also=None) -> tuple:
+    """napkinXC PLT (one thread: results repeat). Returns (scores, train seconds, predict seconds); with `also` (more
+    points' features), also their scores from the same model: (scores, train s, predict s, also's scores)."""
     from napkinxc.models import PLT
 
     d = tempfile.mkdtemp(prefix="mufin-plt-")
     try:
-        m = PLT(d, threads=1, seed=seed, tree_search_type=search, beam_search_width=beam)
+        m = PLT(d, threads=1, seed=seed, tree_search_type=search, beam_search_width=beam, liblinear_c=c)
         t = time.perf_counter()
         m.fit(Xtr, _labels_lists(Y_fit))
         train_s = time.perf_counter() - t
         t = time.perf_counter()
         pred = m.predict_proba(Xte, top_k=k)
         pred_s = time.perf_counter() - t
+        more = m.predict_proba(also, top_k=k) if also is not None else None
     finally:
         shutil.rmtree(d, ignore_errors=True)
+    out = (_pred_csr(pred, Xte.shape[0], Y_fit.shape[1]), train_s, pred_s)
+    return out if also is None else (*out, _pred_csr(more, also.shape[0], Y_fit.shape[1]))
+
+
+def _pred_csr(pred, n: int, n_labels: int) -> sp.csr_matrix:
     rows = [i for i, p in enumerate(pred) for _ in p]
     cols = [int(lab) for p in pred for lab, _ in p]
     vals = [float(pr) + 1e-6 for p in pred for _, pr in p]
-    return sp.csr_matrix((vals, (rows, cols)), shape=(Xte.shape[0], Y_fit.shape[1])), train_s, pred_s
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n_labels))
 
 
 def pecos_python(configured: str = "") -> str | None:

@@ -183,13 +183,21 @@ def load_alpha(folder: str | Path) -> dict:
     return rec
 
 
-def mufin_variants(rec: dict, per_label, emb, rnk, shortlist, n_labels: int, votes=None, prior=None) -> list[tuple[str, sp.csr_matrix]]:
+def paper_fusion_name(alpha: float, modules: str) -> str:
+    """The row of the paper's score (alpha alone) on a run's Modules I-IV (`pipeline.modules_name`)."""
+    return f"MUFIN (paper fusion alpha={alpha:g}; {modules})"
+
+
+def mufin_variants(rec: dict, per_label, emb, rnk, shortlist, n_labels: int, votes=None, prior=None,
+                   modules: str = "") -> list[tuple[str, sp.csr_matrix]]:
     """(name, test scores) of MUFIN's fused rows from a stage-06 record (`save_alpha`'s fields), the one the run
-    predicts with last; with added terms also the training-point votes alone (what they bring without Module I/IV)."""
+    predicts with last; with added terms also the training-point votes alone (what they bring without Module I/IV).
+    `modules` (pipeline.modules_name) names the Modules I-IV the fused rows stand on."""
     alpha, by_freq, terms = rec["alpha"], rec.get("by_frequency"), rec.get("terms")
+    modules = modules or "Modules I-IV"
     out = [("MUFIN-(alpha=1)", fuse(emb, rnk, shortlist, 1.0, n_labels)),
            ("Module IV only (alpha=0)", fuse(emb, rnk, shortlist, 0.0, n_labels)),
-           (f"MUFIN (alpha={alpha})", fuse(emb, rnk, shortlist, alpha, n_labels))]
+           (paper_fusion_name(alpha, modules), fuse(emb, rnk, shortlist, alpha, n_labels))]
     name = ("alpha by label frequency; " + ", ".join(f"{n}: {a:g}" for n, a in zip(by_freq["bins"], by_freq["alphas"]))
             if by_freq else f"alpha={terms['alpha']:g}" if terms else "")
     extra = 0.0
@@ -198,9 +206,10 @@ def mufin_variants(rec: dict, per_label, emb, rnk, shortlist, n_labels: int, vot
             out.append((f"training-point votes alone (Module I, {terms['vote_neighbours']} neighbours)",
                         fuse(votes, votes, shortlist, 1.0, n_labels)))
         extra = added(terms, votes, prior)
-        name += f" + {terms['vote_weight']:g} votes + {terms['prior_weight']:g} log-popularity"
+        name += "".join([f" + {terms['vote_weight']:g} votes" if terms.get("votes") else "",
+                         f" + {terms['prior_weight']:g} log-popularity" if terms.get("prior") else ""])
     if by_freq or terms:
-        out.append((f"MUFIN ({name})", fuse(emb, rnk, shortlist, per_label if by_freq else terms["alpha"], n_labels, extra)))
+        out.append((f"MUFIN (kit fusion {name}; {modules})", fuse(emb, rnk, shortlist, per_label if by_freq else terms["alpha"], n_labels, extra)))
     return out
 
 

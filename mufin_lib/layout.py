@@ -52,9 +52,12 @@ ALPHA = "alpha.json"  # evaluate/: how alpha and the added terms were chosen on 
 FUSION = "fusion.json"  # evaluate/: FusionParams, what prediction fuses with
 TEST_SCORES = "test_scores.npz"  # peers/: every row's sparse test scores (what the result stages read, never retrain)
 
-# PSP propensity constants A, B (Jain et al. 2016) as pyxclib sets them for Amazon data sets (others: 0.55 / 1.5);
-# the one default every stage and metric reads
-PROPENSITY_A, PROPENSITY_B = 0.6, 2.6
+# PSP propensity constants A, B (Jain et al. 2016) as pyxclib sets them: Amazon data sets 0.6 / 2.6, others
+# 0.55 / 1.5. A data set's manifest (data_manifest/NAME.yaml, `propensity`) says which; stage 01 records the run's
+# values and every stage that prints PSP reads them from the run (Run.propensity)
+PROPENSITY_AMAZON = (0.6, 2.6)
+PROPENSITY_OTHER = (0.55, 1.5)
+PROPENSITY_A, PROPENSITY_B = PROPENSITY_OTHER  # where nothing says otherwise (a metric called without a run)
 
 
 def command_for(stage: Stage, run_name: str) -> str:

@@ -142,9 +142,13 @@ def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.n
             "verdict": "win" if lo > 0 else "loss" if hi < 0 else "tie"}
 
 
-def recall_at_k(labels: np.ndarray, Y_true, ks=(10, 50, 100, 200, 300), filt: np.ndarray | None = None) -> dict[str, float]:
+def recall_at_k(labels: np.ndarray, Y_true, ks=(10, 50, 100, 200, 300), filt: np.ndarray | None = None,
+                over: str = "all") -> dict[str, float]:
     """Shortlist recall R@k: the share of each point's positives among its first k labels (`labels`: n x K label
-    ids, best first, -1 empty), averaged over points with a positive; filter pairs leave truth and labels first."""
+    ids, best first, -1 empty), filter pairs out of truth and labels first; averaged over all points, a point with
+    no positive counting 0, as pyxclib and napkinXC do (`over="positive"`: over the points with a positive only)."""
+    if over not in ("all", "positive"):
+        raise ValueError(f"over '{over}': expected all or positive")
     Y = _drop(sp.csr_matrix(Y_true) > 0, filt)
     fset = {(int(r), int(c)) for r, c in (filt if filt is not None else [])}
     n_pos = Y.getnnz(1)
@@ -157,7 +161,8 @@ def recall_at_k(labels: np.ndarray, Y_true, ks=(10, 50, 100, 200, 300), filt: np
         for i in np.flatnonzero(has):
             cand = [int(l) for l in labels[i] if l >= 0 and (i, int(l)) not in fset][:k]
             found[i] = len(set(Y.indices[Y.indptr[i]:Y.indptr[i + 1]].tolist()).intersection(cand)) / n_pos[i]
-        out[f"R@{k}"] = round(float(100 * found[has].mean()) if has.any() else 0.0, 4)
+        pts = found if over == "all" else found[has]
+        out[f"R@{k}"] = round(float(100 * pts.mean()) if len(pts) else 0.0, 4)
     return out
 
 

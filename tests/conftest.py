@@ -38,8 +38,10 @@ def smoke_run(tmp_path_factory):
     and encode in a fresh cache."""
     tmp = tmp_path_factory.mktemp("smoke")
     env = dict(os.environ, MUFIN_RUNS_DIR=str(tmp / "runs"), MUFIN_FIGURES_DIR=str(tmp / "figures"), HF_HUB_OFFLINE="1")
-    r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--preset", "smoke", "--run-id", "smoke"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=1800)
+    # with Module I's text-only twin, so that the smoke tier can check that the photo helps
+    r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--preset", "smoke", "--run-id", "smoke",
+                        "-p", "02.compare_modalities=text"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp / "runs" / "smoke"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "ok"

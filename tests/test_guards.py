@@ -73,10 +73,47 @@ def test_the_fusion_is_tuned_on_the_validation_half_it_names(run, tmp_path):
     p = EvaluateParams(timing_points=0)
     stage(c, p)
     rec = c.alpha_record
-    inv_p = c.inv_propensity(p.propensity_A, p.propensity_B)
+    inv_p = c.inv_propensity(tuning=True)
     curves = {}
     for split in ("val-alpha", "val-epoch", "test"):
         sp_ = c.split(split)
         curves[split] = tune_alpha(*score_split(c, split), sp_.Y, sp_.filter, inv_p, metric=p.alpha_metric)[1]
     assert curves["val-alpha"] == rec["curve"]
     assert curves["test"] != rec["curve"] and curves["val-epoch"] != rec["curve"]
+
+
+@pytest.mark.smoke
+def test_every_stage_that_prints_psp_uses_the_runs_propensity(run, tmp_path):
+    """On a copy of the smoke run whose stage 01 recorded other A, B (Amazon's 0.6 / 2.6), stage 02's Module I (its
+    finished model evaluated again) and stage 03's exact P-I-vec search print the PSP@5 that a recomputation at those
+    A, B gives (a stage that took the kit's fallback 0.55 / 1.5 would print another)."""
+    import json
+    import shutil
+
+    from mufin_lib.artifacts import open_run
+    from mufin_lib.module1 import evaluate_model
+    from mufin_lib.stages.module2 import Module2Params
+    from mufin_lib.stages.module2 import stage as stage03
+
+    copy = tmp_path / "run"
+    for part in ("dataset", "module1"):
+        shutil.copytree(run.dir / part, copy / part)
+    f = copy / "dataset" / "metrics.json"
+    m = json.loads(f.read_text())
+    assert m["propensity"] == {"A": 0.55, "B": 1.5, "from": "data_manifest/synthetic-smoke.yaml"}
+    m["propensity"] = {"A": 0.6, "B": 2.6, "from": "a test"}
+    f.write_text(json.dumps(m))
+    c = open_run(copy)
+    want = evaluate_model(c.module1, c.bags, c.split("test"), c.dataset.uids["label"], c.inv_propensity())["PSP@5"]
+    fallback = evaluate_model(c.module1, c.bags, c.split("test"), c.dataset.uids["label"],
+                              run.inv_propensity())["PSP@5"]
+    assert abs(want - fallback) > 0.01  # the two settings differ here: the test can fail
+    from mufin_lib.stages.module1 import load_params
+    from mufin_lib.stages.module1 import stage as stage02
+
+    r2 = stage02(c, load_params(c), progress=False)
+    m1 = next(r for r in r2.summary["results"] if r["model"] == "Module I (text+image)" and r["split"] == "test")
+    assert m1["PSP@5"] == pytest.approx(want, abs=1e-3)
+    r3 = stage03(c, Module2Params(compare=True))
+    vec_flat = next(r for r in r3.summary["results"] if r["retrieval"] == "P-I-vec / flat")
+    assert vec_flat["PSP@5"] == pytest.approx(want, abs=1e-3)

@@ -49,3 +49,24 @@ def test_verify_reads_the_contents_where_no_checksum_is_known(tmp_path, capsys):
     y.write_text("\n".join(lines[:2] + [lines[2].split()[0].split(":")[0] + ":nan"] + lines[3:]) + "\n")
     assert verify_command("mm-amazontitles-300k", str(root)) == 1
     assert "trn_X_Y.txt: line 3: label" in capsys.readouterr().out
+
+
+def test_psp_constants_come_from_the_data_sets_manifest():
+    """pyxclib's A, B per data set: Amazon 0.6 / 2.6, others 0.55 / 1.5, from data_manifest/NAME.yaml; stage 01
+    takes the manifest the preset names, else the one its source implies, else the setting for other data."""
+    import pytest
+
+    from mufin_lib.stages.dataset import DatasetParams, propensity
+
+    assert propensity(DatasetParams(source="synthetic", size="smoke")) == {
+        "A": 0.55, "B": 1.5, "from": "data_manifest/synthetic-smoke.yaml"}
+    amazon = propensity(DatasetParams(source="amazon-json", input_path="x.json.gz"))
+    assert (amazon["A"], amazon["B"], amazon["from"]) == (0.6, 2.6, "data_manifest/amazon2018-samples.yaml")
+    hm = propensity(DatasetParams(source="amazon-json", input_path="x.json.gz", manifest="hm"))
+    assert (hm["A"], hm["B"]) == (0.55, 1.5)  # H&M is not Amazon data, though its metadata has Amazon's schema
+    paper = propensity(DatasetParams(source="xc-dir", input_path="d", manifest="mm-amazontitles-300k"))
+    assert (paper["A"], paper["B"]) == (0.6, 2.6)
+    other = propensity(DatasetParams(source="xc-dir", input_path="d"))
+    assert (other["A"], other["B"]) == (0.55, 1.5) and "no manifest" in other["from"]
+    with pytest.raises(FileNotFoundError, match="no dataset 'nope'"):
+        propensity(DatasetParams(source="xc-dir", input_path="d", manifest="nope"))

@@ -38,8 +38,10 @@ def test_propensity_formula_and_psp_normalisation():
 def test_recall():
     Y = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 0]], np.float32))
     S = sp.csr_matrix(np.array([[0.9, 0.0, 0.8, 0.1], [1, 0, 0, 0]], np.float32))
-    r = recall_at_k(topk_from_scores(S, 4), Y, ks=(1, 2, 4))
+    r = recall_at_k(topk_from_scores(S, 4), Y, ks=(1, 2, 4), over="positive")
     assert r == {"R@1": 50.0, "R@2": 50.0, "R@4": 50.0}  # label 1 has score 0: not in the sparse shortlist
+    # the field's way (pyxclib, napkinXC): the point with no positive counts 0
+    assert recall_at_k(topk_from_scores(S, 4), Y, ks=(1, 2, 4)) == {"R@1": 25.0, "R@2": 25.0, "R@4": 25.0}
 
 
 def test_every_metric_equals_napkinxc_on_random_data():
@@ -63,9 +65,10 @@ def test_every_metric_equals_napkinxc_on_random_data():
     rec = recall_at_k(topk_from_scores(S, 5), Y, ks=(1, 3, 5))
     ref_r = nxc.recall_at_k(Y, S, 5)
     has = Y.getnnz(1) > 0
-    # napkinXC averages recall over all points (0 for those without a positive); ours over points with one
-    for k in (1, 3, 5):
-        assert abs(rec[f"R@{k}"] * has.mean() - 100 * ref_r[k - 1]) < 1e-2
+    pos = recall_at_k(topk_from_scores(S, 5), Y, ks=(1, 3, 5), over="positive")
+    for k in (1, 3, 5):  # averaged over all points (0 for those without a positive), as napkinXC
+        assert abs(rec[f"R@{k}"] - 100 * ref_r[k - 1]) < 1e-2
+        assert abs(pos[f"R@{k}"] * has.mean() - rec[f"R@{k}"]) < 1e-2
 
 
 def test_label_index_bag_takes_the_max_over_a_labels_vectors(tmp_path):
@@ -101,6 +104,9 @@ def test_shortlist_recall_with_filter():
     assert shortlist_recall(labels, Y, ks=(1,), filt=np.array([[0, 1]])) == {"R@1": 100.0}
     # a filtered prediction (the point's own product) does not take a place in the top k
     assert shortlist_recall(np.array([[3, 0, 2], [1, 2, -1]]), Y, ks=(1,), filt=np.array([[0, 3], [1, 1]])) == {"R@1": 75.0}
+    # a point whose only positive is filtered has none left: it counts 0 over all points, nothing over positives
+    assert shortlist_recall(labels, Y, ks=(1,), filt=np.array([[1, 2]])) == {"R@1": 25.0}
+    assert shortlist_recall(labels, Y, ks=(1,), filt=np.array([[1, 2]]), over="positive") == {"R@1": 50.0}
 
 
 def test_topk_overlap():

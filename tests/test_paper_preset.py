@@ -4,11 +4,28 @@ from mufin_lib.config import discover_notebooks, params_from, resolve_parameters
 from mufin_lib.stages import params_class
 
 
-def _params(number: str):
+def _params(number: str, preset: str = "paper"):
     specs = discover_notebooks()
-    final = resolve_parameters(specs, specs, "paper", [])
+    final = resolve_parameters(specs, specs, preset, [])
     spec = next(s for s in specs if s.number == number)
     return params_from(params_class(number), {**spec.parameters, **final[spec.name]})
+
+
+def _pipeline(preset: str) -> list[str]:
+    from dataclasses import asdict
+
+    from mufin_lib.pipeline import differences
+
+    return differences({m: asdict(_params(n, preset)) for m, n in
+                        (("module1", "02"), ("module2", "03"), ("module3", "04"), ("module4", "05"))})
+
+
+def test_rows_name_the_pipeline_and_only_the_paper_preset_is_the_papers():
+    """Stage 06 prints the paper's figure beside the paper-fusion row only where this list is empty."""
+    assert _pipeline("paper") == []
+    assert _pipeline("smoke") == ["InfoNCE", "fixed top negatives"]
+    assert _pipeline("hm") == ["InfoNCE", "votes in the shortlist", "no negatives within cosine 0.9 of a positive",
+                               "5 frozen-feature epochs"]
 
 
 def test_module1_as_the_paper():

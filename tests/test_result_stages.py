@@ -84,7 +84,7 @@ def test_head_tail_bins_hold_equal_positives_and_add_up_to_the_metric(smoke_run)
     # head to tail: every label of an earlier bin has at least the training points of every label of a later one
     lo_hi = [tuple(int(x) for x in b["train points per label"].split("-")) for b in m["bins"]]
     assert all(a[0] >= b[1] for a, b in zip(lo_hi, lo_hi[1:]))
-    inv_p = run.inv_propensity(m["A"], m["B"])
+    inv_p = run.inv_propensity()
     for name, method in m["methods"].items():
         whole = evaluate(scores[method][1], test.Y, inv_p, test.filter)
         share = [r for r in m["contributions"] if r["method"] == name]

@@ -2,7 +2,14 @@
 Run after changing the generator (and bump GENERATOR_VERSION): python tools/update_manifest.py"""
 from dataclasses import asdict
 
-from mufin_lib.data.manifest import describe_files, write_manifest
+from mufin_lib.data.manifest import describe_files, load_manifest
+from mufin_lib.data.manifest import write_manifest as _write
+
+
+def write_manifest(name: str, m: dict):
+    """Write, keeping what the tool does not compute (PSP's A, B: `propensity`) from the manifest as it stands."""
+    kept = load_manifest(name).get("propensity")
+    return _write(name, {**m, "propensity": kept} if kept else m)
 from mufin_lib.data.prepare import get_synthetic
 from mufin_lib.data.synthetic import GENERATOR_VERSION, SyntheticParams
 from mufin_lib.paths import AMAZON2018_DIR, HM_DIR

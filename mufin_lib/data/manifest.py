@@ -4,7 +4,8 @@ checksums where known, and how to obtain them. `mufin data verify NAME` checks a
 A manifest:
     name, description, synthetic (bool), obtain (text), location (where the kit looks by default:
     `shared:<path>`, `cache:synthetic` or a path relative to the project root),
-    generator (synthetic only: SyntheticParams), files: [{path, size, sha256}]  (null = unknown)
+    generator (synthetic only: SyntheticParams), files: [{path, size, sha256}]  (null = unknown),
+    propensity: {A, B} (PSP's constants for this data: pyxclib's Amazon 0.6 / 2.6 or other 0.55 / 1.5)
 """
 from __future__ import annotations
 
@@ -37,6 +38,16 @@ def load_manifest(name: str) -> dict:
     if not p.exists():
         raise FileNotFoundError(f"no dataset '{name}' in {MANIFEST_DIR} (known: {', '.join(n for n, _ in list_datasets())})")
     return yaml.safe_load(p.read_text())
+
+
+def propensity_of(name: str) -> tuple[float, float]:
+    """PSP's (A, B) as data set `name`'s manifest states them."""
+    m = load_manifest(name)
+    pr = m.get("propensity")
+    if not isinstance(pr, dict) or not all(isinstance(pr.get(k), (int, float)) for k in ("A", "B")):
+        raise ValueError(f"{MANIFEST_DIR / (name + '.yaml')}: 'propensity' must be a mapping with numbers A and B, "
+                         f"got {pr!r}")
+    return float(pr["A"]), float(pr["B"])
 
 
 def default_location(m: dict) -> Path:

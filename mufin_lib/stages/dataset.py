@@ -12,7 +12,9 @@ from ..baselines import frozen_table
 from ..config import choice, ranged, valid
 from ..data.prepare import prepare_dataset
 from ..data.xc import XCDataset
-from ..layout import METRICS
+from ..data.manifest import propensity_of
+from ..layout import METRICS, PROPENSITY_OTHER
+from ..paths import MANIFEST_DIR
 from ..report import curation_table, dataset_stats_table, write_metrics, write_table
 
 
@@ -33,6 +35,20 @@ class DatasetParams:
     image_encoder: str = "efficientnet-lite0"  # "": text only (no images are read)
     name: str = ""  # how tables name the data ("": from the source, e.g. "Amazon Gift_Cards")
     max_image_pixels: int = ranged(178_956_970, 1)  # more pixels: one counted image problem (Pillow's bomb limit)
+    # the data_manifest entry this data is: PSP's A, B come from it. "": from the source (synthetic: synthetic-<size>;
+    # amazon-json: amazon2018-samples, Amazon data; xc-dir: none, pyxclib's 0.55 / 1.5 for other data)
+    manifest: str = ""
+
+
+def propensity(params: DatasetParams) -> dict:
+    """PSP's A, B for this data and where they come from: the manifest named, or the one the source implies."""
+    name = params.manifest or {"synthetic": f"synthetic-{params.size}", "amazon-json": "amazon2018-samples"}.get(
+        params.source, "")
+    if name and (params.manifest or (MANIFEST_DIR / f"{name}.yaml").exists()):
+        A, B = propensity_of(name)
+        return {"A": A, "B": B, "from": f"data_manifest/{name}.yaml"}
+    A, B = PROPENSITY_OTHER
+    return {"A": A, "B": B, "from": "pyxclib's setting for data other than Amazon (no manifest named)"}
 
 
 @dataclass
@@ -62,11 +78,12 @@ def stage(run, params: DatasetParams) -> DatasetResult:
     if "oracle" in syn:
         oracle = pd.DataFrame(syn["oracle"]["table"])
         write_table(oracle, out, "synthetic_oracle", caption="Oracles on the SYNTHETIC catalogue's test split")
-    summary = {"data": run.data_title, "synthetic": run.synthetic, "stats": info["stats"]}
+    prop = propensity(params)
+    summary = {"data": run.data_title, "synthetic": run.synthetic, "stats": info["stats"], "propensity": prop}
     frozen = None
     if params.frozen_check:
         frozen = frozen_table(ds, run.embeddings_for(params.text_encoder, params.image_encoder), "test",
-                              ["text", "image", "text+image"] if params.image_encoder else ["text"])
+                              ["text", "image", "text+image"] if params.image_encoder else ["text"], prop["A"], prop["B"])
         frozen.insert(0, "data", run.data_name)
         write_table(frozen, out, "frozen_encoders", caption=f"Frozen encoders, exact NN, test split ({run.data_title})")
         summary["frozen_encoders"] = frozen.to_dict("records")

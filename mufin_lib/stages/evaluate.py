@@ -14,9 +14,9 @@ from ..bags import embed_rows
 from ..config import choice, ranged
 from ..data.amazon import Product
 from ..data.images import ImageStore
-from ..fusion import (FusionParams, added, label_bins, mufin_variants, pair_terms, save_alpha, score_shortlists,
+from ..fusion import (FusionParams, added, label_bins, mufin_variants, pair_terms, paper_fusion_name, save_alpha, score_shortlists,
                       tune_alpha, tune_alpha_bins, tune_terms)
-from ..layout import METRICS, MODEL, PROPENSITY_A, PROPENSITY_B
+from ..layout import METRICS, MODEL
 from ..metrics import evaluate
 from ..module1 import evaluate_model
 from ..predictor import Predictor, ShortlistParams, time_recommend
@@ -28,15 +28,14 @@ from ..training import saved_record
 class EvaluateParams:
     """Stage 06's parameters (notebook 06's parameters cell equals these defaults)."""
     alpha_metric: str = choice("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5")  # the validation metric that picks alpha
-    propensity_A: float = ranged(PROPENSITY_A, 0, lo_open=True)
-    propensity_B: float = ranged(PROPENSITY_B, 0)
     # kit option (the paper's future work, popularity-aware scoring): one alpha per bin of label training frequency,
     # tuned on validation from the global alpha, one bin at a time; "" keeps one alpha for every label (the paper)
     frequency_bins: str = ""  # bin edges in training points per label, e.g. "2,5,20": bins 0-1, 2-4, 5-19, 20+
-    # kit options (on by default; the paper preset turns them off): + beta * training-point votes and + gamma *
-    # log-popularity, beta, gamma and alpha tuned together on validation over VOTE_GRID x PRIOR_GRID x the alpha grid
+    # kit options: + beta * training-point votes and + gamma * log-popularity, beta, gamma and alpha tuned together on
+    # validation over VOTE_GRID x PRIOR_GRID x the alpha grid. The defaults (votes on, log-popularity off) are what
+    # benchmarks/fusion_choices.py's rule chose on validation alone (REPRODUCE.md); the paper preset turns both off
     votes: bool = True
-    prior: bool = True
+    prior: bool = False
     vote_neighbours: int = ranged(20, 1)  # Module I's nearest fit points that vote
     timing_points: int = ranged(50, 0)  # products encoded from raw title and images to time prediction (0: no timing)
     seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
@@ -79,9 +78,10 @@ def split_terms(run, split: str, shortlist: np.ndarray, neighbours: int) -> tupl
     return pair_terms(run.train_votes(neighbours), run.popularity, x1, shortlist)
 
 
-def _tune(run, params: EvaluateParams, inv_p) -> dict:
+def _tune(run, params: EvaluateParams) -> dict:
     """alpha (the paper's score), then alpha with the added terms and per frequency bin, on the val-alpha half: the
-    record save_alpha writes (alpha, metric, curve, by_frequency, terms)."""
+    record save_alpha writes (alpha, metric, curve, by_frequency, terms). PSP, when it tunes, counts fit points only."""
+    inv_p = run.inv_propensity(tuning=True)
     val = run.split("val-alpha")  # the other half chose Module IV's epoch
     e, r, sl = score_split(run, "val-alpha")
     alpha, curve = tune_alpha(e, r, sl, val.Y, val.filter, inv_p, metric=params.alpha_metric)
@@ -110,9 +110,9 @@ def _forget_fusion(run) -> None:
 def stage(run, params: EvaluateParams) -> EvaluateResult:
     """Tune the fusion on validation (saved with the run), then the main table on test (table2_main.*), the
     prediction time and metrics.json."""
-    inv_p = run.inv_propensity(params.propensity_A, params.propensity_B)
+    inv_p = run.inv_propensity()
     out = run.stage("evaluate")
-    rec = _tune(run, params, inv_p)
+    rec = _tune(run, params)
     save_alpha(out, rec["alpha"], rec["metric"], rec["curve"], rec["by_frequency"], rec["terms"])
     fusion = FusionParams.from_record(rec)
     fusion.save(out)
@@ -123,20 +123,23 @@ def stage(run, params: EvaluateParams) -> EvaluateResult:
     rows = [{"method": "Module I only (exact NN)",
              **evaluate_model(run.module1, run.bags, test, run.dataset.uids["label"], inv_p)}]
     per_label = fusion.label_alpha(run.fit_labels) if rec["by_frequency"] else None
-    for name, scores in mufin_variants(rec, per_label, e, r, sl, test.Y.shape[1], v, p):
+    for name, scores in mufin_variants(rec, per_label, e, r, sl, test.Y.shape[1], v, p, run.modules_name):
         rows.append({"method": name, **evaluate(scores, test.Y, inv_p, test.filter)})
     table = pd.DataFrame(rows)
     table.insert(0, "data", run.data_name)
-    table["A"], table["B"] = params.propensity_A, params.propensity_B
+    table["A"], table["B"] = run.propensity["A"], run.propensity["B"]
     main = rows[-1]["method"]  # the MUFIN the run predicts with
-    paper_row = f"MUFIN (alpha={rec['alpha']})"  # the paper's score (the kit's options are not the paper's method)
-    paper = paper_p1()
+    paper_row = paper_fusion_name(rec["alpha"], run.modules_name)  # the paper's score on this run's Modules I-IV
+    # the paper's figure stands beside a row computed with the paper's pipeline only (its Modules I-IV, its score)
+    paper = paper_p1() if not run.pipeline else None
     table["paper_P@1 (MM-AmazonTitles-300K)"] = [paper if m == paper_row else None for m in table["method"]]
     timing = prediction_time(run, params.timing_points, sl.shape[1], params.seed) if params.timing_points else {}
     by = table.set_index("method")
     summary = {"data": run.data_title, "synthetic": run.synthetic, "alpha": rec["alpha"],
                "alpha_metric": params.alpha_metric, "alpha_by_frequency": rec["by_frequency"],
-               "fusion_terms": rec["terms"], "mufin": main, "A": params.propensity_A, "B": params.propensity_B,
+               "fusion_terms": rec["terms"], "mufin": main, "paper_fusion": paper_row,
+               "pipeline": run.modules_name, "paper_pipeline": not run.pipeline, "A": run.propensity["A"], "B": run.propensity["B"],
+               "propensity_from": run.propensity["from"],
                "results": table.to_dict("records"), "timing_ms_per_point": timing,
                "mufin_minus_alpha1_P@1": round(by.loc[main, "P@1"] - by.loc["MUFIN-(alpha=1)", "P@1"], 4)}
     write_table(table, out, "table2_main",

@@ -41,7 +41,7 @@ def stage(run, params: HeadTailParams) -> HeadTailResult:
     out = run.stage("head_tail")
     test = run.split("test")
     ev = run.metrics("evaluate")
-    inv_p = run.inv_propensity(ev["A"], ev["B"])  # as stage 06 printed PSP
+    inv_p = run.inv_propensity()  # the run's A, B, as stage 06 printed PSP
     train_freq = np.asarray((sp.csr_matrix(run.fit_labels) > 0).sum(0)).ravel()
     test_pos = np.asarray(_drop(sp.csr_matrix(test.Y) > 0, test.filter).sum(0)).ravel()
     label_bin = equal_positive_bins(train_freq, test_pos, params.bins)

@@ -18,7 +18,6 @@ from ..bags import bag_source
 from ..config import choice, ranged
 from ..data.xc import carve_validation, split_of
 from ..layout import METRICS
-from ..metrics import inv_propensity
 from ..module1 import evaluate_model, train
 from ..report import write_metrics, write_table
 from ..training import discard_stale_checkpoints
@@ -56,7 +55,9 @@ class Module1Params:
     encoder_lr: float = ranged(2e-5, 0)  # learning rate of the encoders when fine-tuned
     text_encoder: str = "all-MiniLM-L6-v2"
     image_encoder: str = "efficientnet-lite0"  # "": text only
-    compare_modalities: str = "text"  # stage 02 also trains these twins with the same settings: "", text, image, text,image
+    # stage 02 also trains these twins with the same settings ("", text, image, text,image): off unless a preset asks
+    # (hm: "does the photo help?"), since each twin is a second Module I
+    compare_modalities: str = ""
     seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
@@ -100,7 +101,7 @@ def stage(run, params: Module1Params, progress: bool = True) -> Module1Result:
     metrics.json."""
     ds, out_dir = run.dataset, run.stage("module1")
     emb = run.embeddings_for(params.text_encoder, params.image_encoder)
-    inv_p = inv_propensity(ds.Y["train"])
+    inv_p = run.inv_propensity()  # the run's A, B (stage 01)
     fit_val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed, params.val_max)
     splits = {s: split_of(ds, s, *fit_val, params.seed) for s in ("val", "test")}
     results, histories, timing = [], {}, {}
@@ -117,13 +118,13 @@ def stage(run, params: Module1Params, progress: bool = True) -> Module1Result:
             results.append({"data": run.data_name, "model": f"Module I ({name})", "split": split,
                             **evaluate_model(model, table, splits[split], ds.uids["label"], inv_p)})
     frozen = [{"data": run.data_name, "model": f"frozen encoders ({m})", "split": "test",
-               **{k: v for k, v in frozen_nn(ds, emb, "test", m).items() if k not in ("modality", "split")}}
+               **{k: v for k, v in frozen_nn(ds, emb, "test", m, A=run.propensity["A"], B=run.propensity["B"]).items() if k not in ("modality", "split")}}
               for m in (["text", "image", "text+image"] if params.image_encoder else ["text"])]
     table = pd.DataFrame(frozen + results)
     test = table[table.split == "test"].set_index("model")
     main = next(iter(histories))
     summary = {"data": run.data_title, "synthetic": run.synthetic, "timing": timing,
-               "results": table.to_dict("records"), "history": histories,
+               "results": table.to_dict("records"), "propensity": run.propensity, "history": histories,
                "module1_minus_frozen_P@1": round(test.loc[f"Module I ({main})", "P@1"]
                                                  - test.loc[f"frozen encoders ({main})", "P@1"], 4)}
     for twin in ("text", "image"):

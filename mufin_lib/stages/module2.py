@@ -91,7 +91,7 @@ def stage(run, params: Module2Params) -> Module2Result:
         write_table(t4, out, "table4_pi_bag_vs_vec",
                     caption=f"Table 4 rows P-I-bag / P-I-vec ({run.data_title}; paper column: MM-AmazonTitles-300K)")
     summary = {"data": run.data_title, "synthetic": run.synthetic, "mode": params.mode, "index": params.index,
-               "results": table.to_dict("records"), "hnsw_vs_exact_overlap": overlap,
+               "results": table.to_dict("records"), "propensity": run.propensity, "hnsw_vs_exact_overlap": overlap,
                "table4": None if t4 is None else t4.to_dict("records")}
     write_metrics(out, summary, METRICS)
     write_metrics(out, curves, name="recall.json")

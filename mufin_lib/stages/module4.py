@@ -80,7 +80,7 @@ def _validation(run, params: Module4Params, point_rows: np.ndarray, short_train:
     if params.val_points < len(half):
         pick = np.sort(np.random.default_rng(params.seed).choice(len(half), params.val_points, replace=False))
     return Validation(run.module1, run.bags, point_rows[half][pick], run.label_rows, short_train[half][pick],
-                      v.Y[pick], filter_rows(v.filter, pick), run.inv_propensity())
+                      v.Y[pick], filter_rows(v.filter, pick), run.inv_propensity(tuning=True))
 
 
 def train(run, params: Module4Params, out: str | Path | None = None, progress: bool = True):

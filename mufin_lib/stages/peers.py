@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..baselines import (MODALITIES, frozen_vectors, label_knn_scores, pecos_python, pecos_scores, plt_scores,
-                         popularity_scores, tfidf, vote_scores)
+from ..baselines import (MODALITIES, PLT_C, frozen_vectors, label_knn_scores, pecos_python, pecos_scores, plt_scores,
+                         popularity_scores, tfidf, tune_popularity, votes_of_neighbours, with_popularity)
+from ..fusion import PRIOR_GRID
+from ..retrieval import exact_search
 from ..bags import bag_source
 from ..config import ranged
-from ..layout import METRICS, PROPENSITY_A, PROPENSITY_B, TEST_SCORES
+from ..layout import METRICS, TEST_SCORES
 from ..metrics import evaluate, filter_room, paired_bootstrap, point_parts
 from ..module1 import load_model, module1_scores
 from ..paths import atomic_path
@@ -27,6 +29,9 @@ from ..fusion import mufin_variants
 
 PEERS = ("popularity", "tfidf-plt", "tfidf-plt-beam", "tfidf-pecos", "label-knn", "votes")
 BOOTSTRAP_METRICS = ("P@1", "PSP@5")
+PLT_C_GRID = (1.0, 10.0, 100.0)  # liblinear C (napkinXC's default 10 first)
+PLT_BEAM_GRID = (5, 10, 30)
+VOTES_GRID = (5, 10, 20, 50, 100)
 TABLE_METRICS = ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5", "PSP@1", "PSP@3", "PSP@5")
 
 
@@ -36,11 +41,14 @@ class PeersParams:
     peers: str = "popularity,tfidf-plt,tfidf-plt-beam,tfidf-pecos,label-knn,votes"  # which peers run
     vote_neighbours: int = ranged(20, 1)  # votes: this many nearest training points (frozen encoders) vote
     plt_beam_width: int = ranged(10, 1)  # tfidf-plt-beam: napkinXC's beam search width
+    # the same kind of budget as MUFIN's fusion: each tunable peer also as a row tuned on the val-alpha half by stage
+    # 06's metric (PLT's liblinear C over PLT_C_GRID, the beam's width over PLT_BEAM_GRID, the votes' neighbours over
+    # VOTES_GRID, each with a log-popularity weight over PRIOR_GRID); the untuned rows stay
+    tune: bool = True
+    tune_candidates: int = ranged(100, 1)  # a tuned peer's labels per point that the popularity term may reorder
     tfidf_ngrams: int = ranged(2, 1)  # word n-grams up to this length
     pecos_python: str = ""  # a Python with libpecos ("": $MUFIN_PECOS_PYTHON, else this one; else "not installed")
     bootstrap: int = ranged(1000, 10)  # paired-bootstrap resamples of the test points
-    propensity_A: float = ranged(PROPENSITY_A, 0, lo_open=True)
-    propensity_B: float = ranged(PROPENSITY_B, 0)
     seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
@@ -53,6 +61,8 @@ class Row:
     predict_ms: float | None = None  # per test point
     predict_from: str = ""  # what prediction time includes
     note: str = ""
+    tuned: bool = False  # tuned on validation (the note says what was chosen)
+    tuned_setting: dict | None = None
 
 
 def mufin_rows(run, k: int) -> list[Row]:
@@ -77,10 +87,36 @@ def mufin_rows(run, k: int) -> list[Row]:
     terms = rec.get("terms")
     v, p = split_terms(run, "test", sl, terms["vote_neighbours"]) if terms else (None, None)
     for name, scores in mufin_variants(rec, run.fusion.label_alpha(run.fit_labels) if rec.get("by_frequency") else None, e, r, sl,
-                                       ds.num_labels, v, p):
+                                       ds.num_labels, v, p, run.modules_name):
         rows.append(Row(name, "MUFIN", scores, round(main_t1 + t4, 1), total_ms,
                         "raw title and images (encoders, retrieval, ranker)"))
     return rows
+
+
+class Tuning(NamedTuple):
+    """What a peer is tuned on: the val-alpha half (stage 06 tunes MUFIN's fusion there), by stage 06's metric."""
+    split: object  # Split
+    metric: str
+    inv_p: object  # fit points' inverse propensities (PSP metrics)
+    popularity: object  # log-popularity over the fit points (run.popularity, the term stage 06 gives MUFIN)
+
+
+def _tuned_row(method: str, candidates: list, tune: Tuning, predict_from: str, note: str = "") -> Row:
+    """The tuned row of a peer from its candidate settings [(setting, val scores, test scores, train s, predict ms)]
+    (the defaults first, so that a tie keeps them): each with its log-popularity weight tuned on validation, the best
+    validation metric wins; train_s counts every candidate (the tuning budget)."""
+    best = None
+    for setting, S_val, S_test, _, ms in candidates:
+        g, m = tune_popularity(S_val, tune.popularity, tune.split.Y, tune.split.filter, tune.metric, tune.inv_p)
+        if best is None or m > best[0]:
+            best = (m, setting, g, S_test, ms)
+    m, setting, g, S_test, ms = best
+    chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())
+    return Row(method, "peer", with_popularity(S_test, tune.popularity, g),
+               round(sum(c[3] for c in candidates), 2), ms, predict_from,
+               note=(note + "; " if note else "") + f"tuned on val-alpha ({tune.metric} {m:.2f}): {chosen}, "
+                    f"popularity weight {g:g}; {len(candidates)} settings x {len(PRIOR_GRID)} weights",
+               tuned=True, tuned_setting={**setting, "popularity": g})
 
 
 def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[Row]:
@@ -96,6 +132,11 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
         raise ValueError(f"peers: {', '.join(bad)} unknown; expected some of {', '.join(PEERS)}")
     has_images = run.module1_saved.image_encoder != "" and np.asarray(emb.image_mean()).size > 0
     mods = list(MODALITIES) if has_images else ["text"]
+    tune = None
+    if params.tune:
+        val = run.split("val-alpha")
+        tune = Tuning(val, run.alpha_record["metric"], run.inv_propensity(tuning=True), run.popularity)
+    kc = max(k, params.tune_candidates)  # a tuned peer's candidates, which the popularity term may reorder
     rows: list[Row] = []
     tf = None
     for peer in tqdm(wanted, desc="peers", disable=not progress):
@@ -106,25 +147,46 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
         elif peer.startswith("tfidf"):
             if tf is None:
                 t0 = time.perf_counter()
-                tf = (*tfidf([ds.titles["train"][i] for i in fit], ds.titles["test"], params.tfidf_ngrams),
-                      time.perf_counter() - t0)
-            Xtr, Xte, tf_s = tf
+                title = dict(zip(ds.uids["train"], ds.titles["train"]))
+                Xtr, Xq = tfidf([ds.titles["train"][i] for i in fit],
+                                ds.titles["test"] + ([title[u] for u in tune.split.uids] if tune else []),
+                                params.tfidf_ngrams)
+                tf = (Xtr, Xq[:n], Xq[n:] if tune else None, time.perf_counter() - t0)
+            Xtr, Xte, Xval, tf_s = tf
             if peer == "tfidf-pecos":
                 py = pecos_python(params.pecos_python)
                 if py is None:
-                    rows.append(Row("TF-IDF + PECOS XR-Linear", "peer", None,
+                    rows.append(Row("TF-IDF + PECOS XR-Linear (defaults)", "peer", None,
                                     note="not installed (pip install libpecos in an environment with numpy<2, "
                                          "then pecos_python= or MUFIN_PECOS_PYTHON= its python)"))
                     continue
-                s, tr, pr = pecos_scores(Xtr, Y_fit, Xte, k, py)
-                rows.append(Row("TF-IDF + PECOS XR-Linear", "peer", s, round(tf_s + tr, 2), round(1000 * pr / n, 3),
-                                "title TF-IDF features", note=f"run by {py}"))
+                s, tr, pr = pecos_scores(Xtr, Y_fit, sp.vstack([Xte, Xval]).tocsr() if tune else Xte, kc, py)
+                ms = round(1000 * pr / s.shape[0], 3)
+                rows.append(Row("TF-IDF + PECOS XR-Linear (defaults)", "peer", s[:n], round(tf_s + tr, 2), ms,
+                                "title TF-IDF features", note=f"run by {py}; its defaults"))
+                if tune:
+                    rows.append(_tuned_row("TF-IDF + PECOS XR-Linear (tuned)", [({}, s[n:], s[:n], tf_s + tr, ms)],
+                                           tune, "title TF-IDF features", f"run by {py}"))
             else:
                 beam = peer.endswith("beam")
-                s, tr, pr = plt_scores(Xtr, Y_fit, Xte, k, "beam" if beam else "exact", params.plt_beam_width, params.seed)
-                rows.append(Row(f"TF-IDF + napkinXC PLT ({f'beam {params.plt_beam_width}' if beam else 'exact search'})",
-                                "peer", s, round(tf_s + tr, 2), round(1000 * pr / n, 3), "title TF-IDF features",
-                                note="1 thread"))
+                search = "beam" if beam else "exact"
+                name = f"TF-IDF + napkinXC PLT ({f'beam {params.plt_beam_width}' if beam else 'exact search'}, defaults)"
+                fits = []
+                settings = [{"C": PLT_C}] + ([{"C": c} for c in PLT_C_GRID if c != PLT_C] if tune and not beam else [])
+                if tune and beam:  # the beam's width at the C the exact search chose
+                    c = next((r.tuned_setting["C"] for r in rows if r.tuned and "exact search" in r.method), PLT_C)
+                    settings = [{"C": c, "beam": params.plt_beam_width}] + [
+                        {"C": c, "beam": b} for b in PLT_BEAM_GRID if b != params.plt_beam_width]
+                for st in settings:
+                    out = plt_scores(Xtr, Y_fit, Xte, kc, search, st.get("beam", params.plt_beam_width), params.seed,
+                                     st["C"], also=Xval)
+                    fits.append((st, out[3], out[0], tf_s + out[1], round(1000 * out[2] / n, 3)))
+                first = fits[0]
+                rows.append(Row(name, "peer", first[2], round(first[3], 2), first[4], "title TF-IDF features",
+                                note=f"1 thread; liblinear C={first[0]['C']:g}"))
+                if tune:
+                    rows.append(_tuned_row(f"TF-IDF + napkinXC PLT ({'beam' if beam else 'exact search'}, tuned)", fits, tune,
+                                           "title TF-IDF features", "1 thread"))
         elif peer == "label-knn":
             for m in mods:
                 t = time.perf_counter()
@@ -132,14 +194,24 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
                 rows.append(Row(f"label kNN, frozen ({m})", "peer", s, 0.0, round(1000 * (time.perf_counter() - t) / n, 3),
                                 "cached encoder features"))
         elif peer == "votes":
+            grid = sorted({params.vote_neighbours, *(VOTES_GRID if tune else ())})
             for m in mods:
                 t = time.perf_counter()
                 K = frozen_vectors(emb, fit_uids, m)
                 build = time.perf_counter() - t
                 t = time.perf_counter()
-                s = vote_scores(frozen_vectors(emb, test.uids, m), K, Y_fit, params.vote_neighbours)
-                rows.append(Row(f"training-point votes ({params.vote_neighbours}), frozen ({m})", "peer", s, round(build, 2),
-                                round(1000 * (time.perf_counter() - t) / n, 3), "cached encoder features"))
+                S, I = exact_search(frozen_vectors(emb, test.uids, m), K, max(grid))
+                search_ms = 1000 * (time.perf_counter() - t) / n
+                s = votes_of_neighbours(S, I, Y_fit, params.vote_neighbours)
+                rows.append(Row(f"training-point votes ({params.vote_neighbours}, untuned), frozen ({m})", "peer", s, round(build, 2),
+                                round(search_ms, 3), "cached encoder features"))
+                if tune:
+                    Sv, Iv = exact_search(frozen_vectors(emb, tune.split.uids, m), K, max(grid))
+                    order = [params.vote_neighbours] + [g for g in grid if g != params.vote_neighbours]
+                    cands = [({"neighbours": g}, votes_of_neighbours(Sv, Iv, Y_fit, g), votes_of_neighbours(S, I, Y_fit, g),
+                              build if i == 0 else 0.0, round(search_ms, 3)) for i, g in enumerate(order)]
+                    rows.append(_tuned_row(f"training-point votes (tuned), frozen ({m})", cands, tune,
+                                           "cached encoder features"))
     return rows
 
 
@@ -156,14 +228,14 @@ def stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
     and metrics.json."""
     test = run.split("test")
     k = 5 + filter_room(test.filter)
-    inv_p = run.inv_propensity(params.propensity_A, params.propensity_B)  # as stage 06
+    inv_p = run.inv_propensity()  # the run's A, B (stage 01), as stage 06
     rows = mufin_rows(run, k) + peer_rows(run, params, k, progress)
     ref = run.metrics("evaluate").get("mufin")  # the MUFIN the run predicts with (stage 06)
-    ref = next(r for r in rows if r.method == ref) if ref else [r for r in rows if r.method.startswith("MUFIN (alpha")][-1]
+    ref = next(r for r in rows if r.method == ref)
     ref_parts = {m: point_parts(ref.scores, test.Y, inv_p, test.filter, m) for m in BOOTSTRAP_METRICS}
     out = []
     for r in rows:
-        rec = {"data": run.data_name, "method": r.method, "family": r.family}
+        rec = {"data": run.data_name, "method": r.method, "family": r.family, "tuned": r.tuned}
         if r.scores is not None:
             m = evaluate(r.scores, test.Y, inv_p, test.filter)
             rec.update({c: m[c] for c in TABLE_METRICS})
@@ -173,13 +245,13 @@ def stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
                                          params.bootstrap, params.seed)
                     rec.update({f"{m} - MUFIN": b["diff"], f"{m} 95% lo": b["lo"], f"{m} 95% hi": b["hi"],
                                 f"{m} vs MUFIN": b["verdict"]})
-        rec.update({"train_s": r.train_s, "predict_ms": r.predict_ms, "predict_from": r.predict_from, "note": r.note})
+        rec.update({"tuned_setting": r.tuned_setting, "train_s": r.train_s, "predict_ms": r.predict_ms, "predict_from": r.predict_from, "note": r.note})
         out.append(rec)
     table = pd.DataFrame(out)
     twins = _twins_vs_main(rows, test, inv_p, params)
     summary = {"data": run.data_title, "synthetic": run.synthetic, "test_points": len(test.uids),
                "bootstrap_resamples": params.bootstrap, "reference": ref.method,
-               "propensity": {"A": params.propensity_A, "B": params.propensity_B},
+               "propensity": run.propensity,
                "module1_twins_vs_main": twins.to_dict("records"),
                "results": table.astype(object).where(table.notna(), None).to_dict("records")}
     out = run.stage("peers")
@@ -226,9 +298,10 @@ def compared_rows(run, n_peers: int = 2, metric: str = "P@5") -> list[Compared]:
     best test `metric` in stage 07's table (a choice of what to show: nothing is tuned on it)."""
     scores = load_test_scores(run)
     ev = run.metrics("evaluate")
-    paper_row = f"MUFIN (alpha={ev['alpha']})"
-    rows = [("MUFIN (kit, main)", ev["mufin"]), ("MUFIN-(alpha=1)", "MUFIN-(alpha=1)"),
-            ("MUFIN (paper fusion)", paper_row)]
+    whose = "the paper's" if ev.get("paper_pipeline") else "kit"
+    paper_row = ev.get("paper_fusion") or f"MUFIN (alpha={ev['alpha']})"  # (runs made before the rows were named)
+    rows = [("MUFIN (kit fusion, main)", ev["mufin"]), ("MUFIN-(alpha=1)", "MUFIN-(alpha=1)"),
+            (f"MUFIN (paper fusion, {whose} Modules I-IV)", paper_row)]
     table = [r for r in run.metrics("peers")["results"] if r["family"] == "peer" and r.get(metric) is not None]
     best = sorted(table, key=lambda r: -r[metric])[:n_peers]
     rows += [(r["method"], r["method"]) for r in best]
