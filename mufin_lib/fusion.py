@@ -183,6 +183,12 @@ def load_alpha(folder: str | Path) -> dict:
     return rec
 
 
+def _terms_words(terms: dict, weights: dict) -> str:
+    """" + 2 votes + 0.4 log-popularity": the added terms a record turns on, at `weights`."""
+    return "".join([f" + {weights['vote_weight']:g} votes" if terms.get("votes") else "",
+                    f" + {weights['prior_weight']:g} log-popularity" if terms.get("prior") else ""])
+
+
 def paper_fusion_name(alpha: float, modules: str) -> str:
     """The row of the paper's score (alpha alone) on a run's Modules I-IV (`pipeline.modules_name`)."""
     return f"MUFIN (paper fusion alpha={alpha:g}; {modules})"
@@ -205,9 +211,12 @@ def mufin_variants(rec: dict, per_label, emb, rnk, shortlist, n_labels: int, vot
         if terms.get("votes"):
             out.append((f"training-point votes alone (Module I, {terms['vote_neighbours']} neighbours)",
                         fuse(votes, votes, shortlist, 1.0, n_labels)))
+        wr = terms.get("without_ranker")
+        if wr:
+            out.append(("MUFIN-(alpha=1) + " + _terms_words(terms, wr).lstrip(" +") + " (no Module IV)",
+                        fuse(emb, rnk, shortlist, 1.0, n_labels, added({**terms, **wr}, votes, prior))))
         extra = added(terms, votes, prior)
-        name += "".join([f" + {terms['vote_weight']:g} votes" if terms.get("votes") else "",
-                         f" + {terms['prior_weight']:g} log-popularity" if terms.get("prior") else ""])
+        name += _terms_words(terms, terms)
     if by_freq or terms:
         out.append((f"MUFIN (kit fusion {name}; {modules})", fuse(emb, rnk, shortlist, per_label if by_freq else terms["alpha"], n_labels, extra)))
     return out

@@ -53,16 +53,32 @@ def product_grid(ds, store, uids: list[str], split: str = "label", n_images: int
     return fig
 
 
+def short_name(method: str) -> tuple[str, str]:
+    """(label, pipeline) of a table row's name: a fused row's Modules I-IV ("...; kit Modules I-IV: ...)") go to a
+    footnote, once per figure, so that labels stay readable."""
+    if method.startswith("MUFIN (") and "; " in method and method.endswith(")"):
+        head, tail = method[:-1].split("; ", 1)
+        return head + ")", tail
+    return method, ""
+
+
+def _footnote(fig, names) -> None:
+    pipelines = sorted({p for p in (short_name(n)[1] for n in names) if p})
+    if pipelines:
+        fig.text(0.01, 0.002, textwrap.fill("MUFIN rows: " + "; ".join(pipelines), 150), fontsize=7, va="bottom")
+
+
 def bar_metrics(df, metric_cols: list[str], label_col: str, title: str = ""):
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     x = np.arange(len(metric_cols))
     w = 0.8 / max(1, len(df))
     for i, (_, row) in enumerate(df.iterrows()):
-        ax.bar(x + i * w, [row[m] for m in metric_cols], w, label=str(row[label_col]))
+        ax.bar(x + i * w, [row[m] for m in metric_cols], w, label=short_name(str(row[label_col]))[0])
     ax.set_xticks(x + w * (len(df) - 1) / 2, [textwrap.fill(m, 16) for m in metric_cols])  # long names wrap
     ax.set_ylabel("%")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never hides a bar
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(short_name(title)[0] if title.startswith("MUFIN (") else title, 70))
+    _footnote(fig, [str(v) for v in df[label_col]])
     return fig
 
 
@@ -164,9 +180,11 @@ def intervals_vs_reference(table, metrics=("P@1", "PSP@5"), title: str = ""):
         ax.axvline(0, color="black", lw=0.8)
         ax.set_xlabel(f"{m}: row - MUFIN (points of %)")
         ax.grid(alpha=0.3, axis="x")
-    np.atleast_1d(axes)[0].set_yticks(np.arange(len(t)), [textwrap.fill(s, 40) for s in t["method"]], fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
+    np.atleast_1d(axes)[0].set_yticks(np.arange(len(t)), [textwrap.fill(short_name(s)[0], 40) for s in t["method"]],
+                                      fontsize=8)
+    fig.suptitle(textwrap.fill(title, 90))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _footnote(fig, list(t["method"]) + [title])
     return fig
 
 

@@ -134,6 +134,8 @@ def test_stage06_alpha_is_the_best_on_validation_and_saved_with_the_run(smoke_ru
     assert (f.alpha, f.vote_weight, f.prior_weight) == (terms["alpha"], terms["vote_weight"], terms["prior_weight"])
     assert m["mufin"] == m["results"][-1]["method"] and "votes" in m["mufin"] and "log-popularity" not in m["mufin"]
     assert "training-point votes alone (Module I, 20 neighbours)" in rows
+    wr = terms["without_ranker"]  # the same terms on Module I's score alone: the row that tells what Module IV adds
+    assert wr["alpha"] == 1.0 and f"MUFIN-(alpha=1) + {wr['vote_weight']:g} votes (no Module IV)" in rows
     paper = "paper_P@1 (MM-AmazonTitles-300K)"
     # the paper's figure (data: ../shared/paper_tables) stands beside the paper's pipeline only: not on smoke's
     assert all(r[paper] is None or r[paper] != r[paper] for r in rows.values())  # empty/NaN

@@ -90,6 +90,10 @@ def _tune(run, params: EvaluateParams) -> dict:
         v, p = split_terms(run, "val-alpha", sl, params.vote_neighbours)
         terms = {**tune_terms(e, r, sl, v, p, val.Y, val.filter, inv_p, params.alpha_metric, params.votes, params.prior),
                  "votes": params.votes, "prior": params.prior, "vote_neighbours": params.vote_neighbours}
+        # the same terms on Module I's score alone (alpha = 1, no Module IV), tuned the same way: does the ranker
+        # earn its keep in the kit's fusion?
+        terms["without_ranker"] = tune_terms(e, r, sl, v, p, val.Y, val.filter, inv_p, params.alpha_metric,
+                                             params.votes, params.prior, grid=np.array([1.0]))
         extra = added(terms, v, p)
     by_freq = None
     if params.frequency_bins:
