@@ -166,6 +166,9 @@ def test_stage07_peers_beside_mufin_with_intervals(smoke_run):
     assert {r["method"] for r in ran if r["tuned"]} == {
         "TF-IDF + napkinXC PLT (exact search, tuned)", "TF-IDF + napkinXC PLT (beam, tuned)",
         *(f"training-point votes (tuned), frozen ({mod})" for mod in ("text", "image", "text+image"))}
+    # a "defaults" row is the peer at its defaults, whatever its tuned twin chose (napkinXC's C = 10)
+    assert all(r["note"].startswith("1 thread; liblinear C=10;") or r["note"] == "1 thread; liblinear C=10"
+               for r in ran if "PLT" in r["method"] and r["method"].endswith("defaults)"))
     for r in ran + [rows["Module IV only (alpha=0)"]]:
         for k in ("P@1", "PSP@5"):
             assert r[f"{k} 95% lo"] <= r[f"{k} - MUFIN"] <= r[f"{k} 95% hi"]

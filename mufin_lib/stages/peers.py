@@ -173,10 +173,10 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
                 name = f"TF-IDF + napkinXC PLT ({f'beam {params.plt_beam_width}' if beam else 'exact search'}, defaults)"
                 fits = []
                 settings = [{"C": PLT_C}] + ([{"C": c} for c in PLT_C_GRID if c != PLT_C] if tune and not beam else [])
-                if tune and beam:  # the beam's width at the C the exact search chose
+                if tune and beam:  # the defaults first (their row), then the beam's widths at the C the exact search chose
                     c = next((r.tuned_setting["C"] for r in rows if r.tuned and "exact search" in r.method), PLT_C)
-                    settings = [{"C": c, "beam": params.plt_beam_width}] + [
-                        {"C": c, "beam": b} for b in PLT_BEAM_GRID if b != params.plt_beam_width]
+                    settings = [{"C": PLT_C, "beam": params.plt_beam_width}] + [
+                        {"C": c, "beam": b} for b in PLT_BEAM_GRID if (c, b) != (PLT_C, params.plt_beam_width)]
                 for st in settings:
                     out = plt_scores(Xtr, Y_fit, Xte, kc, search, st.get("beam", params.plt_beam_width), params.seed,
                                      st["C"], also=Xval)
