@@ -41,11 +41,12 @@ def choose(run) -> dict:
     metric = run.alpha_record["metric"]
     inv_p = run.inv_propensity(tuning=True)
     halves = {h: (run.split(h), *score_split(run, h)) for h in ("val-alpha", "val-epoch")}
+    (tv, e, r, sl), (hv, e2, r2, sl2) = halves["val-alpha"], halves["val-epoch"]
+    terms_of = {n: (split_terms(run, "val-alpha", sl, n), split_terms(run, "val-epoch", sl2, n))
+                for n in {c["vote_neighbours"] for _, c in CONFIGS}}  # once per neighbourhood, not per configuration
     rows = []
     for name, c in CONFIGS:
-        (tv, e, r, sl), (hv, e2, r2, sl2) = halves["val-alpha"], halves["val-epoch"]
-        v, p = split_terms(run, "val-alpha", sl, c["vote_neighbours"])
-        v2, p2 = split_terms(run, "val-epoch", sl2, c["vote_neighbours"])
+        (v, p), (v2, p2) = terms_of[c["vote_neighbours"]]
         if c["votes"] or c["prior"]:
             terms = tune_terms(e, r, sl, v, p, tv.Y, tv.filter, inv_p, metric, c["votes"], c["prior"])
             alpha, extra, extra2 = terms["alpha"], added(terms, v, p), added(terms, v2, p2)

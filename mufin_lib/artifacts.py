@@ -36,7 +36,6 @@ from .paths import RUNS_DIR, resolve
 from .pipeline import differences, modules_name
 from .ranker import load_ranker
 from .retrieval import LabelCentroids, LabelIndex, TrainVotes, load_shortlist
-from .training import saved_record
 
 
 class Run:
@@ -212,7 +211,7 @@ class Run:
     def pipeline(self) -> list[str]:
         """Where this run's Modules I-IV differ from the paper's, in words (mufin_lib.pipeline); [] for the paper's."""
         index = json.loads(self.need("module2", layout.INDEX_DIR, "index.json").read_text())
-        m4 = saved_record(self.need("module4", layout.MODEL))["params"]
+        m4 = self.metrics("module4")["params"]  # what stage 05 trained with (metrics.json: no model to load)
         return differences({"module1": vars(self.module1_saved), "module2": index["params"],
                             "module3": self.shortlist_record, "module4": m4})
 
