@@ -8,10 +8,10 @@ PRESET ?= default
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce smoke test test-fast test-smoke test-slow lab bench ranker-variants clean-runs help
+.PHONY: reproduce ablations smoke test test-fast test-smoke test-slow lab bench ranker-variants clean-runs help
 
 help:
-	@echo "make reproduce [PRESET=default|smoke|paper] | make test | make test-fast | make lab | make bench | make ranker-variants RUN=runs/<id>"
+	@echo "make reproduce [PRESET=default|smoke|paper] | make ablations PRESET=hm | make test | make test-fast | make lab | make bench | make ranker-variants RUN=runs/<id>"
 
 # Reinstalls only when pyproject.toml or constraints.txt changed since the last install.
 $(STAMP): pyproject.toml constraints.txt
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 reproduce: $(STAMP)
 	$(BIN)/mufin run --preset $(PRESET) --publish
 
+# Table 4 (notebook 08): the chain 01-06, every ablation variant as a run beside it (stages reused where their
+# parameters and inputs are the same), then the table: make ablations PRESET=hm
+ablations: $(STAMP)
+	$(BIN)/mufin run --preset $(PRESET) --only 08
+
 smoke: $(STAMP)
 	$(BIN)/mufin run --preset smoke
 
@@ -32,7 +37,12 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax -m "not slow" tests notebooks
 
 # The smoke tier alone: the chain at smoke size through the runner, numbers read from each stage's metrics.json.
-test-smoke: $(STAMP)
+test-# Table 4 (notebook 08): the chain 01-06, every ablation variant as a run beside it (stages reused where their
+# parameters and inputs are the same), then the table: make ablations PRESET=hm
+ablations: $(STAMP)
+	$(BIN)/mufin run --preset $(PRESET) --only 08
+
+smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m smoke tests
 
 test-fast: $(STAMP)

@@ -29,6 +29,7 @@ STAGES = (
     Stage("05", "module4", "05_module4_ranker", "Module4Params"),
     Stage("06", "evaluate", "06_evaluate", "EvaluateParams"),
     Stage("07", "peers", "07_peers", "PeersParams"),
+    Stage("08", "ablations", "08_ablations", "AblationsParams"),
     Stage("09", "per_category", "09_per_category", "PerCategoryParams"),
     Stage("10", "head_tail", "10_head_tail", "HeadTailParams"),
     Stage("11", "benchmarks", "11_benchmarks", "BenchmarksParams"),
@@ -50,7 +51,7 @@ SHORTLIST = "shortlist_{split}.npz"  # module3/: a split's shortlists
 SHORTLIST_PARAMS = "shortlist.json"  # module3/: how the shortlists were made (prediction makes them so)
 ALPHA = "alpha.json"  # evaluate/: how alpha and the added terms were chosen on validation (curves)
 FUSION = "fusion.json"  # evaluate/: FusionParams, what prediction fuses with
-TEST_SCORES = "test_scores.npz"  # peers/: every row's sparse test scores (what the result stages read, never retrain)
+TEST_SCORES = "test_scores.npz"  # evaluate/, peers/: every row's sparse test scores (what later stages read, never retrain)
 
 # PSP propensity constants A, B (Jain et al. 2016) as pyxclib sets them: Amazon data sets 0.6 / 2.6, others
 # 0.55 / 1.5. A data set's manifest (data_manifest/NAME.yaml, `propensity`) says which; stage 01 records the run's

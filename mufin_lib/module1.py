@@ -141,6 +141,8 @@ def evaluate_embeddings(Xq: np.ndarray, Z: np.ndarray, Y: sp.csr_matrix, filt: n
 class Module1State:
     epoch: int = 0
     history: list = field(default_factory=list)  # per epoch: loss, seconds, val metrics
+    start: dict | None = None  # validation metrics of the untrained model (select_epoch's epoch-0 candidate)
+    selected_epoch: int | None = None  # the epoch model.pt holds (0: the untrained start); None: the last
 
 
 @dataclass
@@ -167,7 +169,8 @@ def _setup(ds: XCDataset, emb: Embeddings | None, params) -> _Setup:
     dev = device()
     torch.manual_seed(params.seed)
     # the pre-embedding widths of the encoders (the cached ones of stage 01; without them, MiniLM's and Lite0's)
-    mp = ModelParams(D=params.D, **({} if emb is None else {"text_dim": emb.text.shape[1], "image_dim": image_dim(emb)}))
+    mp = ModelParams(D=params.D, self_attention=params.self_attention,
+                     **({} if emb is None else {"text_dim": emb.text.shape[1], "image_dim": image_dim(emb)}))
     model = MufinEncoder(mp)
     if params.freeze_encoders:
         table = BagTable(emb, params.keep_top_k, params.modalities)
@@ -236,20 +239,34 @@ def _validate(t: _Setup) -> dict:
             "label_cosine": round(label_cosine(Z), 4)}
 
 
+def _selected(state: Module1State) -> tuple[int, float]:
+    """(epoch, val P@1) of the best candidate so far: the untrained start (epoch 0) and every trained epoch; a tie
+    keeps the earlier (fewer epochs)."""
+    cands = ([(0, state.start["val_P@1"])] if state.start else []) + \
+            [(h["epoch"], h["val_P@1"]) for h in state.history if "val_P@1" in h]
+    return max(cands, key=lambda c: (c[1], -c[0])) if cands else (state.epoch, float("nan"))
+
+
 def train(ds: XCDataset, emb: Embeddings | None, out_dir: str | Path, params, resume: bool = True,
           stop_after: int | None = None, progress: bool = True) -> tuple[MufinEncoder, Module1State]:
     """Train (or resume) Module I; checkpoints every epoch to out_dir/checkpoints/last.pt (atomically), and writes
-    out_dir/model.pt and history.json once every epoch is done."""
+    out_dir/model.pt and history.json once every epoch is done. With params.select_epoch, model.pt holds the epoch
+    with the best validation P@1, the untrained start (the frozen features through the initial layers) among the
+    candidates, so that a Module I that learns nothing ends where it started (checkpoints/best.pt keeps it)."""
     init_distributed()
     rank = dist_info()[0]
     out_dir = Path(out_dir)
     t = _setup(ds, emb, params)
     state, clusters = Module1State(), None
-    ckpt = out_dir / CHECKPOINTS / "last.pt"
+    ckpt, best = out_dir / CHECKPOINTS / "last.pt", out_dir / CHECKPOINTS / "best.pt"
+    select = params.select_epoch and len(t.val) > 0
     c = load_checkpoint(ckpt, params, map_location=t.dev) if resume else None
     if c is not None:
         t.model.load_state_dict(c["model"]); t.opt.load_state_dict(c["opt"]); t.sched.load_state_dict(c["sched"])
-        state, clusters = Module1State(c["epoch"], c["history"]), c["clusters"]
+        state, clusters = Module1State(c["epoch"], c["history"], c.get("start")), c["clusters"]
+    if select and state.epoch == 0 and rank == 0:
+        state.start = _validate(t)
+        save_checkpoint(best, model=t.model.state_dict(), epoch=0)
     for epoch in range(state.epoch, params.epochs):
         rec, clusters = _epoch(t, epoch, clusters, params, progress)
         if rank == 0 and len(t.val):
@@ -257,14 +274,20 @@ def train(ds: XCDataset, emb: Embeddings | None, out_dir: str | Path, params, re
         state.history.append(rec)
         state.epoch = epoch + 1
         if rank == 0:
+            if select and _selected(state)[0] == state.epoch:
+                save_checkpoint(best, model=t.model.state_dict(), epoch=state.epoch)
             save_checkpoint(ckpt, model=t.model.state_dict(), opt=t.opt.state_dict(), sched=t.sched.state_dict(),
                             epoch=state.epoch, history=state.history, clusters=clusters, params=asdict(params),
-                            model_params=asdict(t.model_params))
+                            model_params=asdict(t.model_params), start=state.start)
         if stop_after is not None and state.epoch >= stop_after:
             break
     if rank == 0 and state.epoch >= params.epochs:
+        if select:
+            state.selected_epoch = _selected(state)[0]
+            t.model.load_state_dict(torch.load(best, map_location=t.dev, weights_only=False)["model"])
         with atomic_path(out_dir / MODEL) as tmp:
-            torch.save({"model": t.model.state_dict(), "params": asdict(params), "model_params": asdict(t.model_params)}, tmp)
+            torch.save({"model": t.model.state_dict(), "params": asdict(params), "model_params": asdict(t.model_params),
+                        "selected_epoch": state.selected_epoch, "start": state.start}, tmp)
         with atomic_write(out_dir / HISTORY) as f:
             json.dump(state.history, f, indent=2)
     return t.model, state

@@ -9,6 +9,8 @@ PAPER = {
     ("module1", "loss"): "triplet",
     ("module1", "positives"): "hardest",
     ("module1", "negatives"): "hardest",
+    ("module1", "self_attention"): True,
+    ("module1", "select_epoch"): False,  # the paper keeps the last epoch
     ("module2", "mode"): "bag",
     ("module3", "augment"): "none",
     ("module4", "loss"): "cosine_embedding",
@@ -16,16 +18,20 @@ PAPER = {
     ("module4", "negative_sampling"): "rank",
     ("module4", "max_csim"): 1.0,
     ("module4", "frozen_epochs"): 0,
+    ("module4", "select_epoch"): False,
 }
 WORDS = {
     ("module1", "loss"): {"infonce": "InfoNCE"},
     ("module1", "positives"): {"random": "random +ve"},
     ("module1", "negatives"): {"random": "random -ve"},
+    ("module1", "self_attention"): {False: "no A_S"},
+    ("module1", "select_epoch"): {True: "Module I's best epoch"},
     ("module2", "mode"): {"vec": "P-I-vec"},
     ("module3", "augment"): {"votes": "votes in the shortlist", "centroid": "centroids in the shortlist"},
     ("module4", "loss"): {"softmax": "listwise ranker loss"},
     ("module4", "combiner"): {"concat": "ConCat", "none": "no A_C"},
     ("module4", "negative_sampling"): {"top": "fixed top negatives"},
+    ("module4", "select_epoch"): {True: "Module IV's best epoch"},
 }
 PAPER_MODULES = "the paper's Modules I-IV"
 

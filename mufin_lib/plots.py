@@ -188,6 +188,46 @@ def intervals_vs_reference(table, metrics=("P@1", "PSP@5"), title: str = ""):
     return fig
 
 
+def ablation_deltas(table, metrics=("P@1", "P@5"), title: str = ""):
+    """Table 4 as a figure: each row's difference to the row it is compared with (its label says which), with its 95%
+    paired-bootstrap interval, one panel per metric; the paper's stated delta (MM-AmazonTitles-300K) as an open
+    diamond where it states one number."""
+    t = table.dropna(subset=[f"d{metrics[0]}"]).iloc[::-1]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.42 * len(t) + 1.4), sharey=True)
+    for ax, m in zip(np.atleast_1d(axes), metrics):
+        y = np.arange(len(t))
+        d, lo, hi = t[f"d{m}"].to_numpy(float), t[f"d{m} lo"].to_numpy(float), t[f"d{m} hi"].to_numpy(float)
+        colors = ["tab:green" if v == "win" else "tab:red" if v == "loss" else "grey" for v in t[f"d{m} verdict"]]
+        ax.hlines(y, lo, hi, colors=colors)
+        ax.scatter(d, y, c=colors, zorder=3, s=14, label="ours (95% interval)")
+        paper = pd_numeric(t[f"paper d{m} (MM-AmazonTitles-300K)"])
+        if np.isfinite(paper).any():
+            ax.scatter(paper, y, marker="D", facecolors="none", edgecolors="black", zorder=4, s=22,
+                       label="paper (MM-AmazonTitles-300K)")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel(f"{m}: row - compared row (points of %)")
+        ax.grid(alpha=0.3, axis="x")
+    np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
+    labels = [textwrap.fill(short_name(r)[0], 48) + "\n  vs " + textwrap.shorten(short_name(a)[0], 44)
+              for r, a in zip(t["row"], t["compared with"])]
+    np.atleast_1d(axes)[0].set_yticks(np.arange(len(t)), labels, fontsize=7)
+    fig.suptitle(textwrap.fill(title, 100))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _footnote(fig, list(t["row"]) + list(t["compared with"]))
+    return fig
+
+
+def pd_numeric(values) -> np.ndarray:
+    """Numbers of a column that may hold stated ranges ("-2 to -3"): NaN where it is not one number."""
+    out = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            out.append(np.nan)
+    return np.array(out)
+
+
 def per_category(table, methods: list[str], metric: str = "P@5", title: str = ""):
     """Fig. 3: the metric per category (rows of Table 6, the overall row first), one bar per method."""
     t = table.iloc[::-1]  # the overall row on top

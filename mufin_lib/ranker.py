@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .bags import embed_rows, to_device
 from .fusion import score_shortlists, tune_alpha
 from .layout import CHECKPOINTS, HISTORY, MODEL
-from .model import MufinEncoder, SelfAttention, identity_attention, masked_mean
+from .model import FeedForward, MufinEncoder, SelfAttention, identity_attention, masked_mean
 from .paths import atomic_path, atomic_write
 from .progress import tqdm
 from .training import dist_info, init_distributed, load_checkpoint, optimizer, optimizer_step, save_checkpoint
@@ -324,7 +324,8 @@ def build_ranker(encoder, n_labels: int, params) -> Ranker:
     torch.manual_seed(params.seed)  # the new layers start the same in every run (resume depends on it)
     if params.reinit_self_attention:
         core = enc.mufin if hasattr(enc, "mufin") else enc
-        core.A_S = SelfAttention(core.p.D, core.p.heads, core.p.attn_dropout)
+        core.A_S = (SelfAttention(core.p.D, core.p.heads, core.p.attn_dropout) if core.p.self_attention
+                    else FeedForward(core.p.D))  # the "no A_S" ablation keeps its feed-forward layer
     return Ranker(enc, n_labels, params.combiner, params.mix)
 
 

@@ -27,6 +27,35 @@ def write_table(df: pd.DataFrame, out_dir: Path, name: str, caption: str = "", b
     return {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md", "tex": out_dir / f"{name}.tex"}
 
 
+def save_scores(path: Path, rows: list[tuple[str, str, object]]) -> None:
+    """Rows' test scores [(method, family, sparse matrix)] in one .npz (written atomically), so that later stages read
+    them instead of computing them again."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from .paths import atomic_path
+
+    arrays = {}
+    for i, (_, _, S) in enumerate(rows):
+        S = sp.csr_matrix(S)
+        arrays.update({f"data{i}": S.data, f"indices{i}": S.indices, f"indptr{i}": S.indptr})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, methods=np.array([m for m, _, _ in rows]), families=np.array([fam for _, fam, _ in rows]),
+                     shape=np.array(sp.csr_matrix(rows[0][2]).shape), **arrays)
+
+
+def load_scores(path: Path) -> dict:
+    """method -> (family, sparse test scores), as save_scores wrote them."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    z = np.load(path)
+    shape = tuple(z["shape"])
+    return {str(m): (str(fam), sp.csr_matrix((z[f"data{i}"], z[f"indices{i}"], z[f"indptr{i}"]), shape=shape))
+            for i, (m, fam) in enumerate(zip(z["methods"], z["families"]))}
+
+
 def curation_table(rep: dict) -> pd.DataFrame:
     """The curation report (stage 01) as rows of (what, count): kept, dropped by reason, also_buy targets."""
     rows = [("input lines", rep["input_lines"]), ("kept: labels (catalogue)", rep["kept_labels"]),

@@ -5,6 +5,8 @@
     mufin run -p seed=3 -p size=2000         # single overrides (validated, type-checked)
     mufin run --resume <run-id>              # continue from the first unfinished notebook
     mufin run --resume <run-id> --only 03,04 # (re)run or add notebooks in that run
+    mufin run --preset hm --only 08          # Table 4: the chain 01-06, each ablation variant beside it, then 08
+    mufin run --preset hm --reuse            # take every stage another run finished with the same key (reuse.py)
 
 Everything a run produces lives in runs/<run-id>/: executed notebooks, each stage's outputs, and
 run.json (provenance: git commit, preset, final parameters, package versions, device, timings, status).
@@ -28,6 +30,10 @@ from .config import (ConfigError, apply_overrides, available_presets, check_para
                      select_notebooks)
 from .stages import params_class
 from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write, process_alive
+from . import reuse as stage_reuse
+from . import variants as ablation
+
+ABLATIONS = "08_ablations"  # the notebook that reads the ablation variants' runs, which the runner runs before it
 
 KEY_PACKAGES = ("mufin-kit", "torch", "torchvision", "timm", "sentence-transformers", "transformers", "faiss-cpu",
                 "faiss-gpu", "numpy", "scipy", "pandas", "scikit-learn", "papermill", "napkinxc", "pillow")
@@ -164,8 +170,55 @@ def tidy_executed(path: Path) -> None:
     os.chmod(path, 0o444)
 
 
+def _reused(record: dict, run_path: Path, name: str, key: str, log) -> bool:
+    """Take notebook `name` from another run that finished it with the same key (reuse.py); False when none has."""
+    found = stage_reuse.find_done(RUNS_DIR, key, name, run_path)
+    if found is None:
+        return False
+    source, done = found
+    t0 = time.time()
+    files = stage_reuse.take(source, run_path, name)
+    record["notebooks"][name].update(
+        status="ok", start=now(), end=now(), duration_s=round(time.time() - t0, 2), error=None,
+        output=f"notebooks/{name}.ipynb", reused_from={"run": source.name, "duration_s": done.get("duration_s"),
+                                                        "files": len(files)})
+    write_run_json(run_path, record)
+    log(f"    reused from run {source.name} (same parameters and inputs; it took {done.get('duration_s')} s there)")
+    return True
+
+
+def run_variants(record: dict, run_path: Path, log=print) -> list[Path]:
+    """The ablation variants notebook 08 asks for (its `variants`), each a run beside this one
+    (variants.variant_run_id) of the chain 01-06 with the variant's overrides on this run's preset and overrides; every
+    stage whose key matches a finished one (this run's, first of all) is reused. A variant run that exists is resumed."""
+    names = record["notebooks"][ABLATIONS]["parameters"].get("variants", "all")
+    try:
+        chosen = ablation.selected(names)
+    except ValueError as e:
+        raise ConfigError(f"notebook {ABLATIONS}: {e}") from None
+    specs = discover_notebooks()
+    chain = [s for s in specs if s.number in ablation.CHAIN]
+    declared = {k for s in chain for k in s.parameters} | {f"{s.number}.{k}" for s in chain for k in s.parameters}
+    own = [o for o in record.get("overrides") or [] if o.split("=", 1)[0].strip() in declared]
+    paths = []
+    for i, v in enumerate(chosen, 1):
+        vid = check_run_id(ablation.variant_run_id(record["run_id"], v.name))
+        with RunLock(RUNS_DIR / vid):
+            if (RUNS_DIR / vid / "run.json").exists():
+                rec, path = resume_run(vid)
+            else:
+                rec, path = start_run(record.get("preset"), ",".join(ablation.CHAIN), own + ablation.overrides_of(v), vid)
+            rec.update(reuse=True, variant={"of": record["run_id"], "name": v.name, "row": v.row})
+            log(f"ablation variant {i}/{len(chosen)}: {v.name} -> {path}")
+            execute(rec, path, log=lambda m: log("    " + m))
+        paths.append(path)
+    return paths
+
+
 def execute(record: dict, run_path: Path, log=print) -> dict:
-    """Run every notebook of `record` whose status is not 'ok', in order; stop at the first failure."""
+    """Run every notebook of `record` whose status is not 'ok', in order; stop at the first failure. With
+    record["reuse"] (--reuse; every run with notebook 08), a notebook another run finished with the same key is taken
+    from it (reuse.py); before notebook 08, the ablation variants run (run_variants)."""
     import papermill as pm
 
     os.environ["MUFIN_PROGRESS"] = "text"  # the kernels inherit it: text progress bars, shown on this console
@@ -174,6 +227,7 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
     total = len(record["notebooks"])
     out_dir = run_path / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    keys = stage_reuse.notebook_keys(record["notebooks"])
     t_run = time.time()
     for name in todo:
         entry = record["notebooks"][name]
@@ -181,6 +235,12 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
             raise ConfigError(f"run {record['run_id']}: notebook {name} no longer exists in notebooks/")
         pos = list(record["notebooks"]).index(name) + 1
         log(f"[{pos}/{total}] {name} ... (run elapsed {time.time() - t_run:.0f} s)")
+        entry["key"] = keys[name]
+        entry.pop("reused_from", None)
+        if name == ABLATIONS:
+            run_variants(record, run_path, log)
+        elif record.get("reuse") and _reused(record, run_path, name, keys[name], log):
+            continue
         entry.update(status="running", start=now(), end=None, duration_s=None, error=None)
         write_run_json(run_path, record)
         params = dict(entry["parameters"], run_dir=str(run_path))
@@ -238,12 +298,17 @@ def publish_figures(run_path: Path, dest: Path = FIGURES_DIR) -> list[Path]:
     return out
 
 
-def start_run(preset: str | None, only: str | None, overrides: list[str], run_id: str | None = None) -> tuple[dict, Path]:
+def start_run(preset: str | None, only: str | None, overrides: list[str], run_id: str | None = None,
+              reuse: bool = False) -> tuple[dict, Path]:
     """Validate everything, then create runs/<id>/run.json. Raises ConfigError before anything runs."""
     specs = discover_notebooks()
     if not specs:
         raise ConfigError("notebooks/ holds no NN_*.ipynb notebook")
     selected = select_notebooks(specs, only)
+    if not only:  # the ablations retrain the chain once per variant: they run when asked for (--only 08)
+        selected = [s for s in selected if s.name != ABLATIONS]
+    if any(s.name == ABLATIONS for s in selected):  # the ablations compare with this run's chain: it runs too
+        selected = [s for s in specs if s in selected or s.number in ablation.CHAIN]
     params = resolve_parameters(specs, selected, preset, overrides)
     check_parameters({s.name: {**s.parameters, **params[s.name]} for s in selected}, params_class)
     run_id = check_run_id(run_id or new_run_id(preset))
@@ -258,6 +323,7 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
         "seed": sorted(seeds)[0] if len(seeds) == 1 else sorted(seeds),
         "git": git_commit(), "packages": package_versions(), "device": device_info(),
         "command": sys.argv, "start": now(), "end": None, "status": "created",
+        "reuse": reuse or any(s.name == ABLATIONS for s in selected),
         "notebooks": {s.name: {"status": "pending", "parameters": {**{k: v for k, v in s.parameters.items() if k != "run_dir"},
                                                                     **params[s.name]}}
                       for s in selected},
@@ -319,6 +385,9 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
                     help="continue a run from its first unfinished notebook; with --only, (re)run those notebooks in it")
     ap.add_argument("--list", action="store_true", help="list notebooks and their parameters, then exit")
     ap.add_argument("--publish", action="store_true", help="when the run succeeds, copy its figures to figures/")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take each stage another run finished with the same parameters, inputs and code (always on "
+                         "with notebook 08)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -337,8 +406,9 @@ def run_command(args: argparse.Namespace) -> int:
         with RunLock(RUNS_DIR / run_id):  # one process per run id, from the checks to the last notebook
             if args.resume is not None:
                 record, run_path = resume_run(run_id, args.only, args.param)
+                record["reuse"] = record.get("reuse") or args.reuse or ABLATIONS in record["notebooks"]
             else:
-                record, run_path = start_run(args.preset, args.only, args.param, run_id)
+                record, run_path = start_run(args.preset, args.only, args.param, run_id, args.reuse)
             print(f"run {record['run_id']} -> {run_path}")
             try:
                 execute(record, run_path)

@@ -23,9 +23,9 @@ def _pipeline(preset: str) -> list[str]:
 def test_rows_name_the_pipeline_and_only_the_paper_preset_is_the_papers():
     """Stage 06 prints the paper's figure beside the paper-fusion row only where this list is empty."""
     assert _pipeline("paper") == []
-    assert _pipeline("smoke") == ["InfoNCE", "fixed top negatives"]
-    assert _pipeline("hm") == ["InfoNCE", "votes in the shortlist", "no negatives within cosine 0.9 of a positive",
-                               "5 frozen-feature epochs"]
+    assert _pipeline("smoke") == ["InfoNCE", "Module I's best epoch", "fixed top negatives", "Module IV's best epoch"]
+    assert _pipeline("hm") == ["InfoNCE", "Module I's best epoch", "votes in the shortlist",
+                               "no negatives within cosine 0.9 of a positive", "5 frozen-feature epochs", "Module IV's best epoch"]
 
 
 def test_module1_as_the_paper():
@@ -35,6 +35,7 @@ def test_module1_as_the_paper():
     assert (p.epochs, p.lr, p.encoder_lr, p.batch_size, p.warmup_steps, p.schedule) == (200, 2e-4, 2e-4, 1024, 1000, "cosine")
     assert (p.cluster_after, p.recluster_every, p.cluster_leaf, p.D) == (20, 5, 32, 192)
     assert not p.freeze_encoders and p.compare_modalities == ""  # encoders trained; no 200-epoch text twin
+    assert p.self_attention and not p.select_epoch  # A_S; the last epoch kept
     assert (p.text_encoder, p.image_encoder) == ("sentence-transformers/msmarco-distilbert-base-v4", "vit_base_patch32_224")
 
 

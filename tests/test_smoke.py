@@ -2,10 +2,12 @@
 each stage's metrics.json with bounds that a broken stage would miss. The smoke catalogue is deterministic
 (generator, seeds), so counts are exact; metrics are compared between stages that must agree."""
 import json
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.smoke
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def metrics(run_dir, stage, name="metrics.json"):
@@ -107,8 +109,10 @@ def test_stage06_alpha_is_the_best_on_validation_and_saved_with_the_run(smoke_ru
     assert rec["alpha"] == best["alpha"] == m["alpha"]
     rows = {r["method"]: r for r in m["results"]}
     paper_mufin, alpha1, mufin = rows[m["paper_fusion"]], rows["MUFIN-(alpha=1)"], rows[m["mufin"]]
-    # every fused row names its pipeline: smoke's Module I is InfoNCE and its Module IV takes a fixed top 12
-    assert m["paper_fusion"] == f"MUFIN (paper fusion alpha={m['alpha']:g}; kit Modules I-IV: InfoNCE, fixed top negatives)"
+    # every fused row names its pipeline: smoke's Module I is InfoNCE and its Module IV takes a fixed top 12; both keep
+    # their best validation epochs
+    assert m["paper_fusion"] == (f"MUFIN (paper fusion alpha={m['alpha']:g}; kit Modules I-IV: InfoNCE, Module I's best "
+                                 "epoch, fixed top negatives, Module IV's best epoch)")
     assert m["mufin"].startswith("MUFIN (kit fusion alpha=") and m["mufin"].endswith("; " + m["pipeline"] + ")")
     assert not m["paper_pipeline"]
     # alpha = 1 re-scores Module I's shortlist by Module I's own score: its P@1 is Module I's, up to HNSW misses
@@ -237,3 +241,54 @@ def test_stage07_tuned_peer_is_the_validation_best_and_scores_test_as_chosen(smo
     assert (row["tuned_setting"]["neighbours"], row["tuned_setting"]["popularity"]) == first_best
     on_test = evaluate(scored(test, *first_best), test.Y, run.inv_propensity(), test.filter)
     assert row["P@1"] == pytest.approx(on_test["P@1"], abs=1e-3) and row["PSP@5"] == pytest.approx(on_test["PSP@5"], abs=1e-3)
+
+
+def test_stage02_module1_keeps_its_best_validation_epoch(smoke_run):
+    """model.pt holds the candidate with the best validation P@1, the untrained start among them: the saved model's
+    validation P@1 (stage 02 evaluates the file) is that epoch's in the history."""
+    run_dir, _ = smoke_run
+    m = metrics(run_dir, "module1")
+    t, hist = m["timing"]["text+image"], m["history"]["text+image"]
+    cands = [(0, t["start_val_P@1"])] + [(h["epoch"], h["val_P@1"]) for h in hist]
+    best = max(cands, key=lambda c: (c[1], -c[0]))
+    assert t["selected_epoch"] == best[0]
+    assert by(m["results"], model="Module I (text+image)", split="val")["P@1"] == pytest.approx(best[1], abs=1e-3)
+
+
+def test_stage08_ablations_reuse_the_main_runs_stages_and_compare_point_by_point(smoke_run):
+    """`mufin run --resume smoke --only 08 -p 08.variants=no-A_C`: the variant run takes stages 01-04 from the main run
+    (the same files), retrains 05-06, and its row in Table 4 is its own stage 06's main row."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir, env = smoke_run
+    r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--resume", "smoke", "--only", "08", "-p",
+                        "08.variants=no-A_C"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    var = run_dir.parent / "smoke.no-A_C"
+    rec = json.loads((var / "run.json").read_text())["notebooks"]
+    assert [n[:2] for n, e in rec.items() if e.get("reused_from", {}).get("run") == "smoke"] == ["01", "02", "03", "04"]
+    assert all(not rec[n].get("reused_from") for n in rec if n[:2] in ("05", "06"))
+    for f in ("module1/model.pt", "module2/index/index.faiss", "module3/shortlist_test.npz"):
+        assert os.path.samefile(run_dir / f, var / f), f
+    assert json.loads((var / "dataset" / "dataset.json").read_text())["root"] == str((var / "dataset" / "xc").resolve())
+    assert metrics(var, "module4")["params"]["combiner"] == "none"
+    t = metrics(run_dir, "ablations")
+    rows = {r["row"]: r for r in t["results"]}
+    ev, vev = metrics(run_dir, "evaluate"), metrics(var, "evaluate")
+    main = rows[ev["mufin"]]
+    assert main["P@1"] == pytest.approx(by(ev["results"], method=ev["mufin"])["P@1"], abs=1e-6)
+    from mufin_lib.variants import BY_NAME
+
+    noac = rows[BY_NAME["no-A_C"].row]
+    assert noac["P@1"] == pytest.approx(by(vev["results"], method=vev["mufin"])["P@1"], abs=1e-6)
+    assert noac["compared with"] == ev["mufin"] and noac["reused"] == "01,02,03,04"
+    assert noac["dP@1"] == pytest.approx(noac["P@1"] - main["P@1"], abs=1e-3)
+    assert noac["dP@1 lo"] <= noac["dP@1"] <= noac["dP@1 hi"]
+    # the classifiers' share, as the paper measures it: MUFIN-(alpha=1) against the paper's score on the same run
+    a1 = rows["MUFIN-(alpha=1)"]
+    assert a1["compared with"] == ev["paper_fusion"]
+    assert a1["dP@5"] == pytest.approx(a1["P@5"] - rows[ev["paper_fusion"]]["P@5"], abs=1e-3)
+    assert (run_dir / "ablations" / "fig_table4_ablations.png").exists()

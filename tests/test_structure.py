@@ -6,8 +6,8 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "mufin_lib"
 METHODS = ("encoders", "bags", "finetune", "model", "module1", "ranker", "retrieval", "fusion", "baselines",
-           "metrics", "training", "layout", "predictor", "data")
-UPPER = ("stages", "artifacts", "predict", "run", "cli")
+           "metrics", "training", "layout", "predictor", "data", "pipeline", "variants")
+UPPER = ("stages", "artifacts", "predict", "run", "cli", "reuse")
 
 
 def module_name(path: Path) -> str:

@@ -16,11 +16,11 @@ from ..data.amazon import Product
 from ..data.images import ImageStore
 from ..fusion import (FusionParams, added, label_bins, mufin_variants, pair_terms, paper_fusion_name, save_alpha, score_shortlists,
                       tune_alpha, tune_alpha_bins, tune_terms)
-from ..layout import METRICS, MODEL
-from ..metrics import evaluate
-from ..module1 import evaluate_model
+from ..layout import METRICS, MODEL, TEST_SCORES
+from ..metrics import evaluate, filter_room
+from ..module1 import module1_scores
 from ..predictor import Predictor, ShortlistParams, time_recommend
-from ..report import read_paper_table, write_metrics, write_table
+from ..report import read_paper_table, save_scores, write_metrics, write_table
 from ..training import saved_record
 
 
@@ -124,11 +124,13 @@ def stage(run, params: EvaluateParams) -> EvaluateResult:
     test = run.split("test")
     e, r, sl = score_split(run, "test")
     v, p = split_terms(run, "test", sl, params.vote_neighbours) if rec["terms"] else (None, None)
-    rows = [{"method": "Module I only (exact NN)",
-             **evaluate_model(run.module1, run.bags, test, run.dataset.uids["label"], inv_p)}]
+    m1 = module1_scores(run.module1, run.bags, test.uids, run.dataset.uids["label"], 5 + filter_room(test.filter))
     per_label = fusion.label_alpha(run.fit_labels) if rec["by_frequency"] else None
-    for name, scores in mufin_variants(rec, per_label, e, r, sl, test.Y.shape[1], v, p, run.modules_name):
-        rows.append({"method": name, **evaluate(scores, test.Y, inv_p, test.filter)})
+    scored = [("Module I only (exact NN)", m1)] + mufin_variants(rec, per_label, e, r, sl, test.Y.shape[1], v, p,
+                                                                 run.modules_name)
+    rows = [{"method": name, **evaluate(scores, test.Y, inv_p, test.filter)} for name, scores in scored]
+    # every row's test scores, for the ablations (stage 08) to compare runs point by point without recomputing them
+    save_scores(out / TEST_SCORES, [(name, "MUFIN", scores) for name, scores in scored])
     table = pd.DataFrame(rows)
     table.insert(0, "data", run.data_name)
     table["A"], table["B"] = run.propensity["A"], run.propensity["B"]

@@ -58,6 +58,10 @@ class Module1Params:
     # stage 02 also trains these twins with the same settings ("", text, image, text,image): off unless a preset asks
     # (hm: "does the photo help?"), since each twin is a second Module I
     compare_modalities: str = ""
+    self_attention: bool = True  # False: the "no A_S" ablation, a feed-forward layer in its place (Modules I-IV)
+    # kit: keep the epoch with the best validation P@1, the untrained start among the candidates (the paper keeps the
+    # last epoch: the paper preset sets False)
+    select_epoch: bool = True
     seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
@@ -112,7 +116,9 @@ def stage(run, params: Module1Params, progress: bool = True) -> Module1Result:
         model, state = train(ds, emb, out, p, progress=progress)
         histories[name] = state.history
         timing[name] = {"total_s": round(time.time() - t0, 1),
-                        "s_per_epoch": round(sum(h["seconds"] for h in state.history) / max(1, len(state.history)), 2)}
+                        "s_per_epoch": round(sum(h["seconds"] for h in state.history) / max(1, len(state.history)), 2),
+                        "selected_epoch": state.selected_epoch,  # None: the last (select_epoch off)
+                        "start_val_P@1": (state.start or {}).get("val_P@1")}
         table = bag_source(model, ds, emb, p)
         for split in ("val", "test"):
             results.append({"data": run.data_name, "model": f"Module I ({name})", "split": split,

@@ -20,9 +20,8 @@ from ..config import ranged
 from ..layout import METRICS, TEST_SCORES
 from ..metrics import evaluate, filter_room, paired_bootstrap, point_parts
 from ..module1 import load_model, module1_scores
-from ..paths import atomic_path
 from ..progress import tqdm
-from ..report import write_metrics, write_table
+from ..report import load_scores, save_scores, write_metrics, write_table
 from .evaluate import score_split, split_terms
 from .module1 import load_params, variant_dir, variants
 from ..fusion import mufin_variants
@@ -267,22 +266,12 @@ def stage(run, params: PeersParams, progress: bool = True) -> PeersResult:
 def save_test_scores(path, rows: list[Row]) -> None:
     """Every row's test scores (sparse, top k plus the filter's room), so that the result stages (09, 10, 12) read
     them instead of training the peers again."""
-    arrays = {}
-    for i, r in enumerate(rows):
-        S = sp.csr_matrix(r.scores)
-        arrays.update({f"data{i}": S.data, f"indices{i}": S.indices, f"indptr{i}": S.indptr})
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, methods=np.array([r.method for r in rows]), families=np.array([r.family for r in rows]),
-                     shape=np.array(rows[0].scores.shape), **arrays)
+    save_scores(path, [(r.method, r.family, r.scores) for r in rows])
 
 
 def load_test_scores(run) -> dict[str, tuple[str, sp.csr_matrix]]:
     """method -> (family, test scores) of stage 07's rows."""
-    z = np.load(run.need("peers", TEST_SCORES))
-    shape = tuple(z["shape"])
-    return {str(m): (str(fam), sp.csr_matrix((z[f"data{i}"], z[f"indices{i}"], z[f"indptr{i}"]), shape=shape))
-            for i, (m, fam) in enumerate(zip(z["methods"], z["families"]))}
+    return load_scores(run.need("peers", TEST_SCORES))
 
 
 class Compared(NamedTuple):
