@@ -37,12 +37,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax -m "not slow" tests notebooks
 
 # The smoke tier alone: the chain at smoke size through the runner, numbers read from each stage's metrics.json.
-test-# Table 4 (notebook 08): the chain 01-06, every ablation variant as a run beside it (stages reused where their
-# parameters and inputs are the same), then the table: make ablations PRESET=hm
-ablations: $(STAMP)
-	$(BIN)/mufin run --preset $(PRESET) --only 08
-
-smoke: $(STAMP)
+test-smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m smoke tests
 
 test-fast: $(STAMP)
