@@ -123,7 +123,8 @@ class Run:
     def carve(self) -> tuple[np.ndarray, np.ndarray]:
         """(fit rows, validation rows) of train, as Module I carved them."""
         p = self.module1_saved
-        return carve_validation(self.dataset.Y["train"].shape[0], p.val_fraction, p.seed, p.val_max)
+        return carve_validation(self.dataset.Y["train"].shape[0], p.val_fraction, p.seed, p.val_max,
+                                getattr(p, "fit_share", 1.0))  # runs made before it: every fit point
 
     @cached_property
     def val_halves(self) -> dict[str, np.ndarray]:

@@ -181,7 +181,8 @@ def _setup(ds: XCDataset, emb: Embeddings | None, params) -> _Setup:
         groups = [{"params": list(model.mufin.parameters()), "lr": params.lr},
                   {"params": model.encoder_parameters(), "lr": params.encoder_lr}]
     model = model.to(dev)
-    fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed, params.val_max)
+    fit, val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed, params.val_max,
+                                getattr(params, "fit_share", 1.0))
     opt, sched = optimizer(groups, params, params.epochs * math.ceil(len(fit) / params.batch_size))
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist_info()[1] > 1 else model
     return _Setup(model, ddp, table, mp, opt, sched, fit, val, validation_filter(ds, fit, val),

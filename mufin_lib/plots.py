@@ -217,6 +217,40 @@ def ablation_deltas(table, metrics=("P@1", "P@5"), title: str = ""):
     return fig
 
 
+def data_size(bench: dict, title: str = ""):
+    """benchmarks/data_size.py's results: test P@1 (95% bootstrap interval) of each row against the fit points per
+    label (left), and the paired differences that say whether Module IV earns its keep (right)."""
+    res = sorted(bench["results"], key=lambda r: r["fit_points_per_label"])
+    x = np.array([r["fit_points_per_label"] for r in res])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = [r["row"] for r in res[-1]["rows"] if r["family"] == "MUFIN" or "tuned" in r["row"]]
+    for name in names:
+        pts = [next((r for r in rr["rows"] if r["row"] == name), None) for rr in res]
+        if any(p is None for p in pts):
+            continue
+        y = np.array([p["P@1"] for p in pts])
+        err = np.array([[p["P@1"] - p["P@1 lo"] for p in pts], [p["P@1 hi"] - p["P@1"] for p in pts]])
+        a.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, label=textwrap.shorten(name, 45),
+                   ls="--" if pts[0]["family"] == "peer" else "-")
+    a.set_xlabel("fit points per label (nnz / L)")
+    a.set_ylabel("test P@1 (%)")
+    a.legend(fontsize=7)
+    a.grid(alpha=0.3)
+    for name in res[-1]["differences"]:
+        d = [rr["differences"][name] for rr in res]
+        y = np.array([v["diff"] for v in d])
+        b.errorbar(x, y, yerr=[y - np.array([v["lo"] for v in d]), np.array([v["hi"] for v in d]) - y], marker="o",
+                   ms=4, capsize=3, label=name)
+    b.axhline(0, color="black", lw=0.8)
+    b.set_xlabel("fit points per label (nnz / L)")
+    b.set_ylabel("paired difference of P@1 (points of %)")
+    b.legend(fontsize=7)
+    b.grid(alpha=0.3)
+    fig.suptitle(textwrap.fill(title or f"does each part's gain grow with data? ({bench['preset']})", 100))
+    fig.tight_layout()
+    return fig
+
+
 def pd_numeric(values) -> np.ndarray:
     """Numbers of a column that may hold stated ranges ("-2 to -3"): NaN where it is not one number."""
     out = []

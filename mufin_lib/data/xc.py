@@ -189,15 +189,20 @@ def write_xc(ds: XCDataset, root: str | Path) -> None:
                 f.write(f"{uid}\t{u}\n")
 
 
-def carve_validation(n_train: int, fraction: float, seed: int, max_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(fit rows, validation rows) of train: `fraction` of train, at most `max_points` (0: no cap); deterministic in
-    (n_train, fraction, seed, max_points)."""
+def carve_validation(n_train: int, fraction: float, seed: int, max_points: int = 0,
+                     fit_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) of train: `fraction` of train, at most `max_points` (0: no cap), for validation;
+    of the rest, the first `fit_share` of a seeded order fits (the data-size benchmark: the validation points are the
+    same at every share, and a smaller share's fit points are among a larger one's). Deterministic in the arguments."""
     rng = np.random.default_rng([seed, 7])
     perm = rng.permutation(n_train)
     n_val = int(round(n_train * fraction))
     if max_points:
         n_val = min(n_val, max_points)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    fit = perm[n_val:]
+    if fit_share < 1.0:
+        fit = fit[: max(1, int(round(len(fit) * fit_share)))]
+    return np.sort(fit), np.sort(perm[:n_val])
 
 
 def validation_halves(n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,12 @@ def paper_deltas() -> dict[str, dict]:
     return {r["variant"]: {"P@1": r["delta_p1_pct"], "P@5": r["delta_p5_pct"]} for _, r in t.iterrows()}
 
 
+def data_size_benchmark(runs_dir) -> dict | None:
+    """benchmarks/data_size.py's results (runs/benchmarks/data_size.json), which notebook 08 plots; None before it ran."""
+    f = runs_dir / "benchmarks" / "data_size.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
 def _run_time(run_dir) -> dict:
     """How long a variant's run took, and which of its stages it took from another run (and what they had cost)."""
     rec = json.loads((run_dir / "run.json").read_text())

@@ -48,6 +48,8 @@ class Module1Params:
     negatives: str = choice("hardest", "random")  # triplet only: hardest | random (with random positives: "no +ve,-ve")
     val_fraction: float = ranged(0.15, 0, 1, hi_open=True)  # validation carved from train: this share ...
     val_max: int = ranged(2000, 0)  # ... but at most this many points (0: no cap)
+    # the share of the other training points that every stage fits on (benchmarks/data_size.py: 0.25, 0.5, 1)
+    fit_share: float = ranged(1.0, 0, 1, lo_open=True)
     keep_top_k: int = ranged(15, 1)
     modalities: str = choice("text+image", "text", "image")  # text | image | text+image
     D: int = ranged(192, 1)  # working width of the model (authors' code: 192)
@@ -106,7 +108,8 @@ def stage(run, params: Module1Params, progress: bool = True) -> Module1Result:
     ds, out_dir = run.dataset, run.stage("module1")
     emb = run.embeddings_for(params.text_encoder, params.image_encoder)
     inv_p = run.inv_propensity()  # the run's A, B (stage 01)
-    fit_val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed, params.val_max)
+    fit_val = carve_validation(ds.Y["train"].shape[0], params.val_fraction, params.seed, params.val_max,
+                               params.fit_share)
     splits = {s: split_of(ds, s, *fit_val, params.seed) for s in ("val", "test")}
     results, histories, timing = [], {}, {}
     for name, p in variants(params).items():
