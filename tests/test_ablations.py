@@ -131,3 +131,20 @@ def test_ablations_run_when_asked_and_bring_the_chain(tmp_path, monkeypatch):
     assert [n[:2] for n in asked["notebooks"]] == [*CHAIN, "08"] and asked["reuse"]
     assert asked["notebooks"]["08_ablations"]["parameters"]["variants"] == "all"  # hm's Table 4: every variant
     assert BY_NAME["no-A_C"].paper == "MUFIN-no A_C"
+
+
+def test_fit_share_keeps_the_validation_points_and_nests_the_fit_points():
+    """The data-size benchmark compares shares on the same validation (and test) points: a smaller share's fit points
+    are among a larger one's, and validation never enters the fit."""
+    import numpy as np
+
+    from mufin_lib.data.xc import carve_validation
+
+    full_fit, val = carve_validation(1000, 0.15, 3, 100)
+    assert len(val) == 100 and not set(full_fit) & set(val) and len(full_fit) == 900
+    prev = set()
+    for share in (0.25, 0.5, 1.0):
+        fit, v = carve_validation(1000, 0.15, 3, 100, share)
+        assert np.array_equal(v, val) and len(fit) == round(900 * share)
+        assert prev <= set(fit) and set(fit) <= set(full_fit)
+        prev = set(fit)
