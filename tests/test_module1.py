@@ -175,7 +175,7 @@ def test_fine_tuning_trains_the_encoders(tiny_images, tmp_path):
     from mufin_lib.module1 import evaluate_model, load_model
     ds = tiny_images
     p = Module1Params(epochs=1, batch_size=16, freeze_encoders=False, encoder_lr=1e-3, cluster_after=5, val_fraction=0.1,
-                      D=32)
+                      D=32, select_epoch=False)  # the trained epoch, not the untrained start select_epoch may keep
     model, st = train(ds, None, tmp_path, p, progress=False)
     from mufin_lib.encoders import load_image_encoder, load_text_encoder
     ref_t = load_text_encoder()
