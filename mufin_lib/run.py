@@ -349,10 +349,10 @@ def resume_run(run_id: str, only: str | None = None, overrides: list[str] | None
         specs = discover_notebooks()
         selected = select_notebooks(specs, only)
         new = [s for s in selected if s.name not in record["notebooks"]]
-        if new:
-            declared = {k for s in new for k in s.parameters}
-            overrides = [o for o in record.get("overrides") or [] if o.split("=", 1)[0].strip() in declared]
-            params = resolve_parameters(specs, new, record.get("preset"), overrides)
+        if new:  # the run's own overrides that they declare (the -p given now follows, below)
+            declared = {k for s in new for k in s.parameters} | {f"{s.number}.{k}" for s in new for k in s.parameters}
+            own = [o for o in record.get("overrides") or [] if o.split("=", 1)[0].strip() in declared]
+            params = resolve_parameters(specs, new, record.get("preset"), own)
         for s in selected:
             if s.name in record["notebooks"]:
                 record["notebooks"][s.name].update(status="pending")
