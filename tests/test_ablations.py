@@ -148,3 +148,19 @@ def test_fit_share_keeps_the_validation_points_and_nests_the_fit_points():
         assert np.array_equal(v, val) and len(fit) == round(900 * share)
         assert prev <= set(fit) and set(fit) <= set(full_fit)
         prev = set(fit)
+
+
+def test_a_variants_saved_time_is_what_the_stage_cost_where_it_ran(tmp_path):
+    """A variant takes stage 01 from the ablations' main run, which took it from an earlier run: the time reuse saved
+    is the earlier run's, not the milliseconds of the main run's copy."""
+    from mufin_lib.stages.ablations import _run_time
+
+    nb = "01_dataset_curation"
+    for run, entry in (("first", {"status": "ok", "duration_s": 300.0}),
+                       ("main", {"status": "ok", "duration_s": 0.1, "reused_from": {"run": "first"}}),
+                       ("main.ConCat", {"status": "ok", "duration_s": 0.2, "reused_from": {"run": "main"}})):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "run.json").write_text(json.dumps({"notebooks": {nb: entry, "05_module4_ranker": {
+            "status": "ok", "duration_s": 40.0}}}))
+    t = _run_time(tmp_path / "main.ConCat")
+    assert t == {"wall_s": 40.2, "reused": "01", "saved_s": 300.0}

@@ -61,6 +61,18 @@ def data_size_benchmark(runs_dir) -> dict | None:
     return json.loads(f.read_text()) if f.exists() else None
 
 
+def _cost(runs_dir, entry: dict, name: str) -> float:
+    """What a reused stage had cost where it ran: followed through the runs it was taken from (a variant takes stage 01
+    from the ablations' main run, which took it from an earlier run)."""
+    for _ in range(100):  # a chain of runs, never a loop
+        src = (entry.get("reused_from") or {}).get("run")
+        f = runs_dir / str(src) / "run.json"
+        if not src or not f.exists():
+            break
+        entry = json.loads(f.read_text())["notebooks"].get(name) or {}
+    return float(entry.get("duration_s") or 0.0)
+
+
 def _run_time(run_dir) -> dict:
     """How long a variant's run took, and which of its stages it took from another run (and what they had cost)."""
     rec = json.loads((run_dir / "run.json").read_text())
@@ -68,7 +80,7 @@ def _run_time(run_dir) -> dict:
     reused = [n for n, e in rec["notebooks"].items() if e.get("reused_from")]
     return {"wall_s": round(sum(e.get("duration_s") or 0 for e in nbs), 1),
             "reused": ",".join(n[:2] for n in reused),
-            "saved_s": round(sum(rec["notebooks"][n]["reused_from"].get("duration_s") or 0 for n in reused), 1)}
+            "saved_s": round(sum(_cost(run_dir.parent, rec["notebooks"][n], n) for n in reused), 1)}
 
 
 def _retrieval_rows(run) -> list[tuple[str, str, object]]:
