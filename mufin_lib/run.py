@@ -180,10 +180,11 @@ def _reused(record: dict, run_path: Path, name: str, key: str, log) -> bool:
     files = stage_reuse.take(source, run_path, name)
     first = done.get("reused_from") or {}  # a stage that run took from a third: what it cost where it ran
     cost = first.get("duration_s", done.get("duration_s"))
+    ran_in = first.get("ran_in") or first.get("run") or source.name
     record["notebooks"][name].update(
         status="ok", start=now(), end=now(), duration_s=round(time.time() - t0, 2), error=None,
-        output=f"notebooks/{name}.ipynb", reused_from={"run": source.name, "ran_in": first.get("ran_in") or first.get("run") or source.name,
-                                                        "duration_s": cost, "files": len(files)})
+        output=f"notebooks/{name}.ipynb",
+        reused_from={"run": source.name, "ran_in": ran_in, "duration_s": cost, "files": len(files)})
     write_run_json(run_path, record)
     log(f"    reused from run {source.name} (same parameters, inputs and code; it took {cost} s to run)")
     return True
