@@ -33,7 +33,7 @@ PAPER_PIPELINE = tuple(f"{MODULE_STAGE[m]}.{k}={_literal(v)}" for (m, k), v in P
 @dataclass(frozen=True)
 class Variant:
     name: str  # the run id's suffix (`variant_run_id`) and the key of its row
-    row: str  # the row's name in Table 4: what it computes
+    row: str  # the row's name in Table 4: what it computes (a variant of the kit's pipeline: two rows, see stage 08)
     overrides: tuple[str, ...]  # NN.key=value on top of the preset
     against: str  # "main" (the run's main row) or another variant's name
     paper: str = ""  # the paper's row in ../shared/paper_tables/table4_ablations.csv ("" none)
@@ -47,11 +47,11 @@ VARIANTS = (
     Variant("paper-no-pos-neg", "MUFIN as the paper specifies, no +ve,-ve (random positives and negatives, no clustered "
             "batches)", PAPER_PIPELINE + ("02.positives=random", "02.negatives=random", f"02.cluster_after={NEVER}"),
             "paper", "MUFIN-no +ve -ve"),
-    Variant("ConCat", "MUFIN-ConCat (A_C replaced by concat(x^1, z_l^1) -> 2D -> 2D -> D; kit fusion)",
+    Variant("ConCat", "MUFIN-ConCat (A_C replaced by concat(x^1, z_l^1) -> 2D -> 2D -> D)",
             ("05.combiner=concat",), "main", "MUFIN-ConCat"),
-    Variant("no-A_S", "MUFIN-no A_S (a feed-forward layer for A_S in Modules I-IV; kit fusion)",
+    Variant("no-A_S", "MUFIN-no A_S (a feed-forward layer for A_S in Modules I-IV)",
             ("02.self_attention=false",), "main", "MUFIN-no A_S"),
-    Variant("no-A_C", "MUFIN-no A_C (x^{2,l} = x^1, then the classifiers; kit fusion)",
+    Variant("no-A_C", "MUFIN-no A_C (x^{2,l} = x^1, then the classifiers)",
             ("05.combiner=none",), "main", "MUFIN-no A_C"),
 )
 BY_NAME = {v.name: v for v in VARIANTS}

@@ -285,11 +285,15 @@ def test_stage08_ablations_reuse_the_main_runs_stages_and_compare_point_by_point
     assert main["P@1"] == pytest.approx(by(ev["results"], method=ev["mufin"])["P@1"], abs=1e-6)
     from mufin_lib.variants import BY_NAME
 
-    noac = rows[BY_NAME["no-A_C"].row]
+    noac = rows[BY_NAME["no-A_C"].row + ", kit fusion"]
     assert noac["P@1"] == pytest.approx(by(vev["results"], method=vev["mufin"])["P@1"], abs=1e-6)
     assert noac["compared with"] == ev["mufin"] and noac["reused"] == "01,02,03,04"
     assert noac["dP@1"] == pytest.approx(noac["P@1"] - main["P@1"], abs=1e-3)
     assert noac["dP@1 lo"] <= noac["dP@1"] <= noac["dP@1 hi"]
+    # its paper's score against the main run's, beside the paper's stated delta for no A_C
+    ps = rows[BY_NAME["no-A_C"].row + ", paper's score"]
+    assert ps["compared with"] == ev["paper_fusion"] and ps["paper variant"] == "MUFIN-no A_C"
+    assert ps["P@1"] == pytest.approx(by(vev["results"], method=vev["paper_fusion"])["P@1"], abs=1e-6)
     # the classifiers' share, as the paper measures it: MUFIN-(alpha=1) against the paper's score on the same run
     a1 = rows["MUFIN-(alpha=1)"]
     assert a1["compared with"] == ev["paper_fusion"]

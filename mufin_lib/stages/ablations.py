@@ -144,12 +144,25 @@ def stage(run, params: AblationsParams) -> AblationsResult:
             raise ValueError(f"{vdir}: its test points differ from run {run.dir.name}'s: a paired comparison needs the "
                              "same stage 01")
         vev = vrun.metrics("evaluate")
-        S = load_scores(vrun.need("evaluate", TEST_SCORES))[vev["mufin"]][1]
-        against = main if v.against == "main" else variant_rows[v.against]
+        vs = load_scores(vrun.need("evaluate", TEST_SCORES))
+        took = _run_time(vdir)
+        if v.against != "main":  # a variant of the paper's pipeline, against that pipeline (both the paper's score)
+            add(v.row, f"variant run {vdir.name}: {vev['mufin']}", variant_rows[v.against], vs[vev["mufin"]][1], v.paper,
+                **took)
+        elif vev["paper_pipeline"]:  # the paper's pipeline: against the kit's score, and the paper's on the kit's modules
+            add(v.row, f"variant run {vdir.name}: {vev['mufin']}", main, vs[vev["mufin"]][1], v.paper, **took)
+            add(v.row, f"variant run {vdir.name}: {vev['mufin']}", ev["paper_fusion"], vs[vev["mufin"]][1], v.paper,
+                **took)
+        else:  # a variant of the kit's pipeline: its kit score against the main row, its paper score against the main
+            # run's (where the paper's delta belongs: the paper's MUFIN is its score alone)
+            add(f"{v.row}, kit fusion", f"variant run {vdir.name}: {vev['mufin']}", main, vs[vev["mufin"]][1], **took)
+            add(f"{v.row}, paper's score", f"variant run {vdir.name}: {vev['paper_fusion']}", ev["paper_fusion"],
+                vs[vev["paper_fusion"]][1], v.paper, **took)
         variant_rows[v.name] = v.row
-        add(v.row, f"variant run {vdir.name}: its main row, {vev['mufin']}", against, S, v.paper, **_run_time(vdir))
 
-    by_name = {r["row"]: r for r in rows}
+    by_name = {}
+    for r in rows:  # a row compared with two references appears twice, with the same scores
+        by_name.setdefault(r["row"], r)
     parts = {}
 
     def parts_of(name, m):
