@@ -193,7 +193,7 @@ def ablation_deltas(table, metrics=("P@1", "P@5"), title: str = ""):
     paired-bootstrap interval, one panel per metric; the paper's stated delta (MM-AmazonTitles-300K) as an open
     diamond where it states one number."""
     t = table.dropna(subset=[f"d{metrics[0]}"]).iloc[::-1]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.42 * len(t) + 1.4), sharey=True)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 0.62 * len(t) + 1.4), sharey=True)
     for ax, m in zip(np.atleast_1d(axes), metrics):
         y = np.arange(len(t))
         d, lo, hi = t[f"d{m}"].to_numpy(float), t[f"d{m} lo"].to_numpy(float), t[f"d{m} hi"].to_numpy(float)
@@ -208,7 +208,7 @@ def ablation_deltas(table, metrics=("P@1", "P@5"), title: str = ""):
         ax.set_xlabel(f"{m}: row - compared row (points of %)")
         ax.grid(alpha=0.3, axis="x")
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
-    labels = [textwrap.fill(short_name(r)[0], 48) + "\n  vs " + textwrap.shorten(short_name(a)[0], 44)
+    labels = [textwrap.fill(short_name(r)[0], 60) + "\n  vs " + textwrap.shorten(short_name(a)[0], 56)
               for r, a in zip(t["row"], t["compared with"])]
     np.atleast_1d(axes)[0].set_yticks(np.arange(len(t)), labels, fontsize=7)
     fig.suptitle(textwrap.fill(title, 100))
