@@ -299,3 +299,4 @@ def test_stage08_ablations_reuse_the_main_runs_stages_and_compare_point_by_point
     assert a1["compared with"] == ev["paper_fusion"]
     assert a1["dP@5"] == pytest.approx(a1["P@5"] - rows[ev["paper_fusion"]]["P@5"], abs=1e-3)
     assert (run_dir / "ablations" / "fig_table4_ablations.png").exists()
+    assert t["variants_wall_s"] == noac["wall_s"] and t["variant_runs"]["no-A_C"]["reused"] == "01,02,03,04"  # once

@@ -133,7 +133,7 @@ def stage(run, params: AblationsParams) -> AblationsResult:
     add(bag, "retrieval after Module I", None, S_bag)
     add(vec, "retrieval after Module I", bag, S_vec, "MUFIN-P-I-vec")
 
-    variant_rows = {}
+    variant_rows, took_by = {}, {}  # took_by: each variant run's time, once (a variant may have two rows)
     for v in selected(params.variants):
         vdir = run.dir.parent / variant_run_id(run.dir.name, v.name)
         if not (vdir / "run.json").exists():
@@ -145,7 +145,7 @@ def stage(run, params: AblationsParams) -> AblationsResult:
                              "same stage 01")
         vev = vrun.metrics("evaluate")
         vs = load_scores(vrun.need("evaluate", TEST_SCORES))
-        took = _run_time(vdir)
+        took = took_by[v.name] = _run_time(vdir)
         if v.against != "main":  # a variant of the paper's pipeline, against that pipeline (both the paper's score)
             add(v.row, f"variant run {vdir.name}: {vev['mufin']}", variant_rows[v.against], vs[vev["mufin"]][1], v.paper,
                 **took)
@@ -184,11 +184,12 @@ def stage(run, params: AblationsParams) -> AblationsResult:
         rec.update({k: r.get(k) for k in ("wall_s", "reused", "saved_s")})
         out.append(rec)
     table = pd.DataFrame(out)
-    times = table.dropna(subset=["wall_s"])
+    times = pd.DataFrame(list(took_by.values()))
     summary = {"data": run.data_title, "synthetic": run.synthetic, "main": main, "test_points": len(test.uids),
                "bootstrap_resamples": params.bootstrap, "variants": [v.name for v in selected(params.variants)],
-               "variants_wall_s": round(float(times["wall_s"].sum()), 1),
-               "variants_saved_by_reuse_s": round(float(times["saved_s"].sum()), 1),
+               "variants_wall_s": round(float(times["wall_s"].sum()), 1) if len(times) else 0.0,
+               "variants_saved_by_reuse_s": round(float(times["saved_s"].sum()), 1) if len(times) else 0.0,
+               "variant_runs": took_by,
                "paper_table": bool(paper), "propensity": run.propensity,
                "results": table.astype(object).where(table.notna(), None).to_dict("records")}
     folder = run.stage("ablations")
