@@ -82,19 +82,26 @@ def main(argv=None) -> int:
     ap.add_argument("--run-prefix", default=None, help="run ids: <prefix>.share-<pct> (default: data-size-<preset>)")
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("-p", "--param", action="append", default=[], help="more -p overrides for every share's run")
+    ap.add_argument("--existing", action="append", default=[], metavar="SHARE=RUN",
+                    help="take a share's rows from a finished run of the preset instead (e.g. 1=hm-22: the full share's "
+                         "Module I does not depend on the modality twins a preset's run also trained)")
     args = ap.parse_args(argv)
     prefix = args.run_prefix or f"data-size-{args.preset}"
     results = []
+    existing = {float(k): v for k, v in (e.split("=", 1) for e in args.existing)}
     for share in [float(s) for s in args.shares.split(",")]:
-        run_id = f"{prefix}.share-{round(100 * share)}"
+        run_id = existing.get(share) or f"{prefix}.share-{round(100 * share)}"
         over = [f"02.fit_share={share}", "02.compare_modalities=", "06.timing_points=0", f"07.peers={args.peers}",
                 *args.param]
         exists = (RUNS_DIR / run_id / "run.json").exists()
+        done = exists and all(e["status"] == "ok" for e in json.loads((RUNS_DIR / run_id / "run.json").read_text())
+                              ["notebooks"].values() if e)
         cmd = [sys.executable, "-m", "mufin_lib.run", *(["--resume", run_id] if exists else
                                                         ["--preset", args.preset, "--only", CHAIN, "--run-id", run_id,
                                                          "--reuse", *sum((["-p", o] for o in over), [])])]
         t0 = time.time()
-        subprocess.run(cmd, cwd=ROOT, check=True)
+        if not done:
+            subprocess.run(cmd, cwd=ROOT, check=True)
         res = {"share": share, "wall_s": round(time.time() - t0, 1), **rows_of(RUNS_DIR / run_id, args.bootstrap, 0)}
         results.append(res)
         print(f"share {share:g}: {res['fit_points']} fit points, {res['fit_points_per_label']} per label, "
