@@ -170,6 +170,22 @@ def tidy_executed(path: Path) -> None:
     os.chmod(path, 0o444)
 
 
+def _declared(overrides: list[str] | None, notebooks) -> list[str]:
+    """The overrides (KEY=value or NN.KEY=value) that name a parameter one of `notebooks` declares."""
+    declared = {k for s in notebooks for k in s.parameters} | {f"{s.number}.{k}" for s in notebooks for k in s.parameters}
+    return [o for o in overrides or [] if o.split("=", 1)[0].strip() in declared]
+
+
+def _check_variants(notebooks: dict) -> None:
+    """Notebook 08's `variants` names known variants: refused before anything runs, not after the chain."""
+    entry = notebooks.get(ABLATIONS)
+    if entry:
+        try:
+            ablation.selected(entry["parameters"].get("variants", ""))
+        except ValueError as e:
+            raise ConfigError(f"notebook {ABLATIONS}: {e}") from None
+
+
 def _reused(record: dict, run_path: Path, name: str, key: str, log) -> bool:
     """Take notebook `name` from another run that finished it with the same key (reuse.py); False when none has."""
     found = stage_reuse.find_done(RUNS_DIR, key, name, run_path)
@@ -190,20 +206,13 @@ def _reused(record: dict, run_path: Path, name: str, key: str, log) -> bool:
     return True
 
 
-def run_variants(record: dict, run_path: Path, log=print) -> list[Path]:
+def run_variants(record: dict, run_path: Path, log=print) -> None:
     """The ablation variants notebook 08 asks for (its `variants`), each a run beside this one
     (variants.variant_run_id) of the chain 01-06 with the variant's overrides on this run's preset and overrides; every
     stage whose key matches a finished one (this run's, first of all) is reused. A variant run that exists is resumed."""
-    names = record["notebooks"][ABLATIONS]["parameters"].get("variants", "all")
-    try:
-        chosen = ablation.selected(names)
-    except ValueError as e:
-        raise ConfigError(f"notebook {ABLATIONS}: {e}") from None
-    specs = discover_notebooks()
-    chain = [s for s in specs if s.number in ablation.CHAIN]
-    declared = {k for s in chain for k in s.parameters} | {f"{s.number}.{k}" for s in chain for k in s.parameters}
-    own = [o for o in record.get("overrides") or [] if o.split("=", 1)[0].strip() in declared]
-    paths = []
+    _check_variants(record["notebooks"])
+    chosen = ablation.selected(record["notebooks"][ABLATIONS]["parameters"].get("variants", ""))
+    own = _declared(record.get("overrides"), [s for s in discover_notebooks() if s.number in ablation.CHAIN])
     for i, v in enumerate(chosen, 1):
         vid = check_run_id(ablation.variant_run_id(record["run_id"], v.name))
         with RunLock(RUNS_DIR / vid):
@@ -214,8 +223,6 @@ def run_variants(record: dict, run_path: Path, log=print) -> list[Path]:
             rec.update(reuse=True, variant={"of": record["run_id"], "name": v.name, "row": v.row})
             log(f"ablation variant {i}/{len(chosen)}: {v.name} -> {path}")
             execute(rec, path, log=lambda m: log("    " + m))
-        paths.append(path)
-    return paths
 
 
 def execute(record: dict, run_path: Path, log=print) -> dict:
@@ -314,6 +321,7 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
         selected = [s for s in specs if s in selected or s.number in ablation.CHAIN]
     params = resolve_parameters(specs, selected, preset, overrides)
     check_parameters({s.name: {**s.parameters, **params[s.name]} for s in selected}, params_class)
+    _check_variants({s.name: {"parameters": {**s.parameters, **params[s.name]}} for s in selected})
     run_id = check_run_id(run_id or new_run_id(preset))
     run_path = RUNS_DIR / run_id
     if (run_path / "run.json").exists():
@@ -353,9 +361,7 @@ def resume_run(run_id: str, only: str | None = None, overrides: list[str] | None
         selected = select_notebooks(specs, only)
         new = [s for s in selected if s.name not in record["notebooks"]]
         if new:  # the run's own overrides that they declare (the -p given now follows, below)
-            declared = {k for s in new for k in s.parameters} | {f"{s.number}.{k}" for s in new for k in s.parameters}
-            own = [o for o in record.get("overrides") or [] if o.split("=", 1)[0].strip() in declared]
-            params = resolve_parameters(specs, new, record.get("preset"), own)
+            params = resolve_parameters(specs, new, record.get("preset"), _declared(record.get("overrides"), new))
         for s in selected:
             if s.name in record["notebooks"]:
                 record["notebooks"][s.name].update(status="pending")
@@ -374,6 +380,7 @@ def resume_run(run_id: str, only: str | None = None, overrides: list[str] | None
         check_parameters(final, params_class)
         for s in todo:
             record["notebooks"][s.name]["parameters"] = final[s.name]
+    _check_variants(record["notebooks"])
     return record, run_path
 
 

@@ -131,6 +131,10 @@ def test_ablations_run_when_asked_and_bring_the_chain(tmp_path, monkeypatch):
     assert [n[:2] for n in asked["notebooks"]] == [*CHAIN, "08"] and asked["reuse"]
     assert asked["notebooks"]["08_ablations"]["parameters"]["variants"] == "all"  # hm's Table 4: every variant
     assert BY_NAME["no-A_C"].paper == "MUFIN-no A_C"
+    # an unknown variant is refused before anything runs, naming the valid ones
+    with pytest.raises(run.ConfigError, match="no-such.*ConCat"):
+        run.start_run("hm", "08", ["08.variants=no-such"], "bad")
+    assert not (tmp_path / "runs" / "bad").exists()
 
 
 def test_fit_share_keeps_the_validation_points_and_nests_the_fit_points():

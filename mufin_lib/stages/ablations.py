@@ -173,7 +173,8 @@ def stage(run, params: AblationsParams) -> AblationsResult:
     out = []
     for r in rows:
         rec = {"data": run.data_name, "row": r["row"], "kind": r["kind"], "compared with": r["against"] or ""}
-        rec.update({m: evaluate(r["scores"], test.Y, inv_p, test.filter)[m] for m in METRICS_SHOWN})
+        met = evaluate(r["scores"], test.Y, inv_p, test.filter)  # once per row, every metric
+        rec.update({m: met[m] for m in METRICS_SHOWN})
         for m in METRICS_SHOWN:
             if r["against"]:
                 b = paired_bootstrap(parts_of(r["row"], m), parts_of(r["against"], m), params.bootstrap, params.seed)
