@@ -154,9 +154,11 @@ def load_preset(name: str) -> dict:
     for nb, values in (data.get("notebooks") or {}).items():
         if values is not None and not isinstance(values, dict):
             raise ConfigError(f"{path}: notebooks.{nb} must be a mapping (parameter: value), got {type(values).__name__}")
-    unknown = set(data) - {"description", "common", "notebooks"}
+    unknown = set(data) - {"description", "common", "notebooks", "only"}
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (expected description, common, notebooks)")
+        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (expected description, common, notebooks, only)")
+    if data.get("only") is not None and not isinstance(data["only"], str):
+        raise ConfigError(f"{path}: `only` must be notebook numbers as one string (e.g. \"01,02,14\"), got {data['only']!r}")
     return data
 
 

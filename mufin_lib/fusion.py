@@ -26,11 +26,14 @@ from .paths import atomic_write
 
 @torch.no_grad()
 def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, shortlist: np.ndarray,
-                module1=None):
+                module1=None, label_z1: np.ndarray | None = None, with_ranker: bool = True, label_states=None):
     """(embedding score <x^1, z_l^1>, ranker score) for each (point, shortlisted label) of one batch of
     points given as model inputs; -inf where the shortlist has no label. The embedding score comes from
     `module1` (the Module I model that retrieved the shortlist); Module IV trains its own copy of those
-    layers for the ranker score."""
+    layers for the ranker score. label_z1: Module I's z^1 of every label computed ahead (a model folder's; rows by
+    label id), so that no label is encoded per query; label_states: Module IV's encoder outputs of every label
+    computed ahead (`label_states`); with_ranker=False (a fusion whose alpha is 1 everywhere gives the ranker no
+    weight): the ranker score is 0, and Module IV does not run."""
     dev = next(ranker.parameters()).device
     emb = np.full(shortlist.shape, -np.inf, np.float32)
     rnk = np.full(shortlist.shape, -np.inf, np.float32)
@@ -39,17 +42,42 @@ def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, short
         return emb, rnk
     labels, inv = np.unique(shortlist[valid], return_inverse=True)
     pp = np.nonzero(valid)[0]
-    x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
-    z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
     ppt, plt = torch.from_numpy(pp).to(dev), torch.from_numpy(inv).to(dev)
-    r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
+    if with_ranker:
+        x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
+        if label_states is not None:  # Module IV's label side computed ahead (label_states)
+            lt = torch.from_numpy(labels).to(dev)
+            z1, Z1, mz = label_states[0][lt], label_states[1][lt], label_states[2][lt]
+        else:
+            z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
+        r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
+        rnk[valid] = r.float().cpu().numpy()
+    else:
+        rnk[valid] = 0.0
     if module1 is not None:
         module1.eval()
         x1, _, _ = module1(*to_device(point_inputs, dev))
-        z1, _, _ = module1(*to_device(label_table.batch(label_rows[labels]), dev))
+        z1 = (torch.from_numpy(np.asarray(label_z1[labels], np.float32)).to(dev) if label_z1 is not None
+              else module1(*to_device(label_table.batch(label_rows[labels]), dev))[0])
     emb[valid] = (x1[ppt] * z1[plt]).sum(-1).float().cpu().numpy()
-    rnk[valid] = r.float().cpu().numpy()
     return emb, rnk
+
+
+@torch.no_grad()
+def label_states(ranker, label_table, label_rows: np.ndarray, batch: int = 4096):
+    """Module IV's encoder outputs (z^1, X^1 padded to the widest bag, mask) of every label, computed once: the label
+    side of score_pairs that does not depend on the query."""
+    ranker.eval()
+    dev = next(ranker.parameters()).device
+    width = int(label_table.counts[label_rows].max()) + 1 if len(label_rows) else 1
+    z, Z, M = [], [], []
+    for s in range(0, len(label_rows), batch):
+        z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[s:s + batch]), dev))
+        pad = width - Z1.shape[1]
+        z.append(z1)
+        Z.append(torch.nn.functional.pad(Z1, (0, 0, 0, pad)))
+        M.append(torch.nn.functional.pad(mz, (0, pad), value=False))
+    return torch.cat(z), torch.cat(Z), torch.cat(M)
 
 
 @torch.no_grad()

@@ -34,6 +34,8 @@ STAGES = (
     Stage("10", "head_tail", "10_head_tail", "HeadTailParams"),
     Stage("11", "benchmarks", "11_benchmarks", "BenchmarksParams"),
     Stage("12", "qualitative", "12_qualitative", "QualitativeParams"),
+    Stage("13", "scaling", "13_scaling", "ScalingParams"),
+    Stage("14", "outfits", "14_outfits", "OutfitsParams"),
 )
 BY_NUMBER = {s.number: s for s in STAGES}
 BY_NAME = {s.name: s for s in STAGES}

@@ -317,6 +317,15 @@ def _thumb(ax, image, size: int = 128):
     ax.set_xticks([]); ax.set_yticks([])
 
 
+def _frame(ax, good: bool) -> None:
+    """A thick frame that does not rely on colour alone: solid green for right / bought, dashed red otherwise."""
+    for side in ax.spines.values():
+        side.set_visible(True)
+        side.set_linewidth(3)
+        side.set_color("#1a9850" if good else "#d73027")
+        side.set_linestyle("-" if good else "--")
+
+
 def recommendation_grid(items: list[dict], methods: list[str], title: str = "", wrap: int = 20):
     """Fig. 8: per product one block of rows, one row per method: the product (photo, title) on the left, then
     its top recommendations, each with its photo and title and, where the truth is known, a mark that does not rely
@@ -345,11 +354,7 @@ def recommendation_grid(items: list[dict], methods: list[str], title: str = "", 
                 _thumb(ax, rec["image"])
                 mark = {True: "✓ bought", False: "✗ not bought", None: ""}[rec["relevant"]]
                 if rec["relevant"] is not None:
-                    for side in ax.spines.values():
-                        side.set_visible(True)
-                        side.set_linewidth(3)
-                        side.set_color("#1a9850" if rec["relevant"] else "#d73027")
-                        side.set_linestyle("-" if rec["relevant"] else "--")
+                    _frame(ax, rec["relevant"])
                 head = f"{c + 1}. {mark}".strip()
                 ax.set_title(head + "\n" + textwrap.fill(rec["title"] or "(no title)", wrap)[:62], fontsize=6.5,
                              loc="left")
@@ -358,4 +363,83 @@ def recommendation_grid(items: list[dict], methods: list[str], title: str = "", 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the first row
+    return fig
+
+
+def fitb_examples(examples: list[dict], methods_name: str = "MUFIN", title: str = "", wrap: int = 18):
+    """Fill-in-the-blank questions: per question one row of the outfit's given items with a "?" tile at the blank,
+    and one row of the candidates, the right one in a green frame ("✓ right"), the model's choice marked
+    ("◆ chosen", a dashed frame when it is wrong): marks that do not rely on colour alone.
+    examples: [{"given", "candidates" (titles), "right", "chosen", "scores", "images": {"given", "candidates", "blank"}}]."""
+    from PIL import Image
+
+    def load(p):
+        if p is None:
+            return None
+        try:
+            with Image.open(p) as im:
+                return im.convert("RGB")
+        except OSError:
+            return None
+
+    k = max((max(len(x["given"]) + 1, len(x["candidates"])) for x in examples), default=1)
+    fig, axes = plt.subplots(2 * len(examples), k, figsize=(1.6 * k, 2.2 * 2 * len(examples)), squeeze=False)
+    for e, x in enumerate(examples):
+        given = list(zip(x["given"], x["images"]["given"]))
+        blank = min(max(int(x["images"]["blank"]) - 1, 0), len(given))
+        tiles = given[:blank] + [None] + given[blank:]
+        for c in range(k):
+            ax = axes[2 * e, c]
+            if c >= len(tiles):
+                ax.axis("off")
+                continue
+            if tiles[c] is None:
+                _thumb(ax, Image.new("RGB", (128, 128), (255, 255, 255)))
+                ax.text(64, 64, "?", ha="center", va="center", fontsize=28, color="#444444")
+                ax.set_title("blank", fontsize=7, loc="left")
+            else:
+                _thumb(ax, load(tiles[c][1]))
+                ax.set_title(textwrap.fill(tiles[c][0] or "(no title)", wrap)[:60], fontsize=6.5, loc="left")
+            if c == 0:
+                ax.set_ylabel(f"question {x.get('question', e)}\noutfit", fontsize=7)
+        for c in range(k):
+            ax = axes[2 * e + 1, c]
+            if c >= len(x["candidates"]):
+                ax.axis("off")
+                continue
+            _thumb(ax, load(x["images"]["candidates"][c]))
+            marks = (["✓ right"] if c == x["right"] else []) + (["◆ chosen"] if c == x["chosen"] else [])
+            if marks:
+                _frame(ax, c == x["right"])
+            ax.set_title(" ".join(marks) + f" ({x['scores'][c]:.3f})\n"
+                         + textwrap.fill(x["candidates"][c] or "(no title)", wrap)[:60], fontsize=6.5, loc="left")
+            if c == 0:
+                ax.set_ylabel(f"candidates\n({methods_name}'s score)", fontsize=7)
+    if title:
+        fig.suptitle(textwrap.fill(title, 100), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    return fig
+
+
+def scaling(table, title: str = ""):
+    """Left: ms per point against L (log axes), one query on one thread, each step of the MUFIN path with exact and
+    HNSW votes and the total, PLT beside it; the target as a dashed line. Right: peak memory against L."""
+    single = table[table["mode"].isin(["single_query_1_thread", "all queries in one call, 1 thread"])]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method, d in single.groupby("method"):
+        d = d.sort_values("L")
+        a.plot(d["L"], d["total_ms"], marker="o", label=f"{method}: total")
+        if "votes_ms" in d and d["votes_ms"].notna().any():
+            for step, ls in (("votes_ms", ":"), ("rank_label_side_ahead_ms", "--"), ("retrieve_ms", "-.")):
+                a.plot(d["L"], d[step], ls=ls, lw=1, alpha=0.7, label=f"{method}: {step[:-3]}")
+    a.axhline(2.5, color="black", ls="--", lw=0.8)
+    a.text(single["L"].min(), 2.7, "target at 1M: 2.5 ms", fontsize=7)
+    a.set_xscale("log"); a.set_yscale("log")
+    a.set_xlabel("labels L (fit points 2 L)"); a.set_ylabel("ms per point, one query, one thread")
+    a.legend(fontsize=6); a.grid(alpha=0.3, which="both")
+    mem = table.dropna(subset=["peak_rss_gb"]).groupby("L")["peak_rss_gb"].max()
+    b.plot(mem.index, mem.values, marker="o")
+    b.set_xscale("log"); b.set_xlabel("labels L"); b.set_ylabel("peak memory of the process (GB)"); b.grid(alpha=0.3)
+    fig.suptitle(textwrap.fill(title, 100), fontsize=9)
+    fig.tight_layout()
     return fig

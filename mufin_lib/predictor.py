@@ -29,16 +29,17 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .bags import BagTable
+from .bags import BagTable, embed_rows
 from .data.amazon import Product
 from .encoders import encode_images, encode_texts, load_image_encoder, load_text_encoder
-from .fusion import FusionParams, fuse, log_popularity, pair_terms, score_pairs
+from .fusion import FusionParams, fuse, label_states, log_popularity, pair_terms, score_pairs
 from .module1 import load_model
 from .paths import atomic_path, atomic_write
 from .ranker import load_ranker
 from .retrieval import LabelCentroids, LabelIndex, TrainVotes, shortlist_points
 
 FORMAT = 1
+LABEL_STATES_BYTES = 2 << 30  # Module IV's label side kept ahead up to 2 GiB (float32); beyond, encoded per query
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,13 @@ class Predictor:
             self.second = LabelCentroids(self.fit_embeddings, self.fit_labels)
         else:
             self.second = None
+        # label-side work that does not depend on the query, done once: Module I's z^1 of every label
+        self.label_z1 = embed_rows(self.module1, self.labels, np.arange(self.n_labels))
+        self.with_ranker = not np.all(np.asarray(self.alpha) == 1.0)  # alpha 1 everywhere: Module IV has no weight
+        # and Module IV's encoder outputs of every label, where they fit in LABEL_STATES_BYTES
+        width = int(self.labels.counts.max()) + 1 if self.n_labels else 1
+        fits = self.n_labels * width * self.module1.p.D * 4 <= LABEL_STATES_BYTES
+        self.label_states = label_states(self.ranker, self.labels, np.arange(self.n_labels)) if self.with_ranker and fits else None
         e = self.encoders
         self.text_model = load_text_encoder(e.text_encoder)
         self.image_enc = load_image_encoder(e.image_encoder) if e.image_encoder and e.modalities != "text" else None
@@ -184,7 +192,8 @@ class Predictor:
         t1 = time.perf_counter()
         _, sl = shortlist_points(self.index, x1, size, self.second, self.shortlist.share)
         t2 = time.perf_counter()
-        e, r = score_pairs(self.ranker, inputs, self.labels, np.arange(self.n_labels), sl, self.module1)
+        e, r = score_pairs(self.ranker, inputs, self.labels, np.arange(self.n_labels), sl, self.module1, self.label_z1,
+                           self.with_ranker, self.label_states)
         extra = self.fusion.extra(*pair_terms(self.voters, self.popularity, x1, sl)) if self.fusion.added_terms else 0.0
         scores = fuse(e, r, sl, self.alpha, self.n_labels, extra)
         t3 = time.perf_counter()

@@ -72,17 +72,25 @@ class Ranker(nn.Module):
     def init_classifiers(self, z1: np.ndarray) -> None:
         self.free.copy_(torch.from_numpy(np.asarray(z1, np.float32)).to(self.free.device))
 
+    def represent(self, X1, m1, x1, Z1, mz, z1):
+        """x^{2,l}: the point's representation for label l (A_C, its ConCat variant, or x^1 with no A_C)."""
+        if self.combiner == "cross_attention":
+            return self.A_C(X1, m1, Z1, mz)
+        if self.combiner == "concat":
+            return self.A_C(torch.cat([x1, z1], -1))
+        return x1
+
     def pair_scores(self, X1, m1, x1, Z1, mz, z1, labels):
         """Scores of pairs: point rows X1/m1/x1 and label rows Z1/mz/z1 already aligned pair by pair."""
-        if self.combiner == "cross_attention":
-            x2 = self.A_C(X1, m1, Z1, mz)
-        elif self.combiner == "concat":
-            x2 = self.A_C(torch.cat([x1, z1], -1))
-        else:
-            x2 = x1
+        x2 = self.represent(X1, m1, x1, Z1, mz, z1)
         g = torch.sigmoid(self.mix[labels].unsqueeze(-1) if self.mix.numel() > 1 else self.mix)
         w = F.normalize(g * F.normalize(self.free[labels], dim=-1) + (1 - g) * z1, dim=-1)
         return (F.normalize(x2, dim=-1) * w).sum(-1)
+
+    def unseen_pair_scores(self, X1, m1, x1, Z1, mz, z1):
+        """Scores against labels the ranker never had (an outfit item of the disjoint split): the classifier's
+        per-label part (free vector) at zero, so w = z_l^1 from the label's content alone, whatever the mix."""
+        return (F.normalize(self.represent(X1, m1, x1, Z1, mz, z1), dim=-1) * F.normalize(z1, dim=-1)).sum(-1)
 
     def forward(self, point_inputs, label_inputs, pair_point, pair_label, label_ids):
         """pair_point/pair_label index the rows of the two input batches; label_ids are the labels' ids."""

@@ -36,19 +36,66 @@ class IndexParams:
         return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
 
 
-def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k keys by inner product for each query: (scores, indices), both (n_queries x k)."""
-    import faiss
-
-    keys = np.ascontiguousarray(keys, dtype=np.float32)
-    index = faiss.IndexFlatIP(keys.shape[1])
-    index.add(keys)
-    k = min(k, keys.shape[0])
+def search_blocks(index, queries: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """A built faiss index's top-k for each query, in blocks of queries: (scores, indices), both (n_queries x k)."""
+    k = min(k, index.ntotal)
     S, I = [], []
     for s in range(0, len(queries), block):
         sc, ix = index.search(np.ascontiguousarray(queries[s:s + block], dtype=np.float32), k)
         S.append(sc); I.append(ix)
+    if not S:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     return np.concatenate(S), np.concatenate(I)
+
+
+def exact_search(queries: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k keys by inner product for each query: (scores, indices), both (n_queries x k). Builds a flat index over
+    the keys each call: for keys searched again and again, keep a VectorIndex."""
+    return VectorIndex(keys).search(queries, k, block)
+
+
+class VectorIndex:
+    """Inner-product search over a fixed set of vectors, built once: exact (flat) or HNSW (approximate, efSearch at
+    least the number of vectors asked). Saved and loaded with the model folder."""
+
+    def __init__(self, keys: np.ndarray | None, kind: str = "flat", M: int = 32, ef_construction: int = 200,
+                 ef_search: int = 64):
+        import faiss
+
+        if kind not in ("flat", "hnsw"):
+            raise ValueError(f"vote index '{kind}': expected flat or hnsw")
+        self.kind, self.ef_search = kind, ef_search
+        if keys is None:  # load() fills it
+            return
+        keys = np.ascontiguousarray(keys, dtype=np.float32)
+        t = time.perf_counter()
+        if kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(keys.shape[1], M, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = ef_construction
+        else:
+            self.index = faiss.IndexFlatIP(keys.shape[1])
+        self.index.add(keys)
+        self.build_seconds = time.perf_counter() - t
+
+    def search(self, queries: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        if self.kind == "hnsw":
+            self.index.hnsw.efSearch = max(self.ef_search, k)
+        return search_blocks(self.index, queries, k, block)
+
+    def save(self, path: str | Path) -> None:
+        import faiss
+
+        with atomic_path(Path(path)) as tmp:
+            faiss.write_index(self.index, str(tmp))
+
+    @classmethod
+    def load(cls, path: str | Path, kind: str, ef_search: int = 64) -> "VectorIndex":
+        import faiss
+
+        self = cls(None, kind, ef_search=ef_search)
+        self.index = faiss.read_index(str(path))
+        self.build_seconds = 0.0
+        return self
 
 
 def _maybe_gpu(index, use: bool):
@@ -81,10 +128,10 @@ class LabelIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k LABELS per query (max over a label's vectors): (scores, labels), -1 where fewer were found."""
-        if self.params.index == "hnsw":
-            self.index.hnsw.efSearch = max(self.params.ef_search, k)
         # enough vectors to cover k distinct labels for most queries
         kv = int(min(self.index.ntotal, max(k, np.ceil(k * min(self.vectors_per_label, 4.0)))))
+        if self.params.index == "hnsw":  # from the vectors asked of faiss: fewer would cut HNSW's candidate list
+            self.index.hnsw.efSearch = max(self.params.ef_search, kv)
         S, I = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), kv)
         n = len(queries)
         out_s = np.full((n, k), -np.inf, np.float32)
@@ -173,23 +220,33 @@ class TrainVotes:
     """The labels of a point's nearest training points (Module I's embedding, exact search), each label scored by the
     sum of the similarities of the neighbours that have it. A training point never votes for itself."""
 
-    def __init__(self, keys: np.ndarray, Y_fit: sp.csr_matrix, neighbours: int = 20):
+    def __init__(self, keys: np.ndarray, Y_fit: sp.csr_matrix, neighbours: int = 20, index: VectorIndex | None = None):
         self.keys = np.ascontiguousarray(keys, np.float32)
         self.Y = sp.csr_matrix(Y_fit > 0, dtype=np.float32)
         self.neighbours = neighbours
+        self.index = index or VectorIndex(self.keys)  # built once (exact unless given an HNSW one)
 
     def votes(self, queries: np.ndarray, exclude: np.ndarray | None = None) -> sp.csr_matrix:
         """n x labels: each label's votes (the summed similarities of the neighbours that have it); `exclude[i]` is
         query i's own row among the keys (-1: none)."""
+        import hashlib
+
+        queries = np.ascontiguousarray(queries, np.float32)
+        key = hashlib.sha1(queries.tobytes() + (b"" if exclude is None else np.asarray(exclude, np.int64).tobytes())).digest()
+        if getattr(self, "_last", (None,))[0] == key:  # the shortlist and the fusion ask for the same queries' votes
+            return self._last[1]
         n_nb = min(self.neighbours + 1, len(self.keys))
-        S, N = exact_search(queries, self.keys, n_nb)
+        S, N = self.index.search(queries, n_nb)
         S = np.maximum(S, 0) + 1e-6
+        S[N < 0] = 0.0  # an approximate index may return fewer neighbours
+        N = np.maximum(N, 0)
         if exclude is not None:
             S[N == np.asarray(exclude)[:, None]] = 0.0
         S[:, self.neighbours:] *= (S[:, :self.neighbours] == 0).any(1, keepdims=True)  # the extra one: only after a self
         W = sp.csr_matrix((S.ravel(), N.ravel(), np.arange(0, S.size + 1, S.shape[1])), shape=(len(queries), len(self.keys)))
         V = (W @ self.Y).tocsr()
         V.eliminate_zeros()
+        self._last = (key, V)
         return V
 
     def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@
     mufin run --resume <run-id> --only 03,04 # (re)run or add notebooks in that run
     mufin run --preset hm --only 08          # Table 4: the chain 01-06, each ablation variant beside it, then 08
     mufin run --preset hm --reuse            # take every stage another run finished with the same key (reuse.py)
+    mufin run --preset mango                 # outfit completion: the chain on the train outfits, then notebook 14
 
 Everything a run produces lives in runs/<run-id>/: executed notebooks, each stage's outputs, and
 run.json (provenance: git commit, preset, final parameters, package versions, device, timings, status).
@@ -26,14 +27,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import (ConfigError, apply_overrides, available_presets, check_parameters, discover_notebooks, resolve_parameters,
-                     select_notebooks)
+from .config import (ConfigError, apply_overrides, available_presets, check_parameters, discover_notebooks, load_preset,
+                     resolve_parameters, select_notebooks)
 from .stages import params_class
 from .paths import FIGURES_DIR, PROJECT_ROOT, RUNS_DIR, atomic_path, atomic_write, process_alive
 from . import reuse as stage_reuse
 from . import variants as ablation
 
 ABLATIONS = "08_ablations"  # the notebook that reads the ablation variants' runs, which the runner runs before it
+OUTFITS = "14_outfits"  # outfit completion: runs where the preset (or --only) names it
 
 KEY_PACKAGES = ("mufin-kit", "torch", "torchvision", "timm", "sentence-transformers", "transformers", "faiss-cpu",
                 "faiss-gpu", "numpy", "scipy", "pandas", "scikit-learn", "papermill", "napkinxc", "pillow")
@@ -314,9 +316,11 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
     specs = discover_notebooks()
     if not specs:
         raise ConfigError("notebooks/ holds no NN_*.ipynb notebook")
-    selected = select_notebooks(specs, only)
-    if not only:  # the ablations retrain the chain once per variant: they run when asked for (--only 08)
-        selected = [s for s in selected if s.name != ABLATIONS]
+    preset_only = load_preset(preset).get("only") if preset else None
+    selected = select_notebooks(specs, only or preset_only)
+    if not (only or preset_only):  # asked for by name only: the ablations retrain the chain once per variant
+        # (--only 08); outfit completion needs an outfit set (a preset such as mango names its notebooks)
+        selected = [s for s in selected if s.name not in (ABLATIONS, OUTFITS)]
     if any(s.name == ABLATIONS for s in selected):  # the ablations compare with this run's chain: it runs too
         selected = [s for s in specs if s in selected or s.number in ablation.CHAIN]
     params = resolve_parameters(specs, selected, preset, overrides)
@@ -330,7 +334,7 @@ def start_run(preset: str | None, only: str | None, overrides: list[str], run_id
     seeds = {v.get("seed") for v in params.values() if "seed" in v} | {s.parameters["seed"] for s in selected
                                                                          if "seed" in s.parameters and "seed" not in params[s.name]}
     record = {
-        "run_id": run_id, "preset": preset, "only": only, "overrides": overrides,
+        "run_id": run_id, "preset": preset, "only": only or preset_only, "overrides": overrides,
         "seed": sorted(seeds)[0] if len(seeds) == 1 else sorted(seeds),
         "git": git_commit(), "packages": package_versions(), "device": device_info(),
         "command": sys.argv, "start": now(), "end": None, "status": "created",

@@ -26,7 +26,7 @@ def test_out_of_range_parameters_are_refused_before_anything_runs(tmp_path):
     cases = {("-p", "test_fraction=1.5"): "parameter 'test_fraction' must be in (0, 1), got 1.5",
              ("-p", "test_fraction=-0.2"): "parameter 'test_fraction' must be in (0, 1), got -0.2",
              ("-p", "02.epochs=0"): "parameter 'epochs' must be in [1, inf], got 0",
-             ("-p", "source=csv"): "parameter 'source' must be one of 'synthetic', 'amazon-json', 'xc-dir', got 'csv'",
+             ("-p", "source=csv"): "parameter 'source' must be one of 'synthetic', 'amazon-json', 'xc-dir', 'polyvore', got 'csv'",
              ("-p", "05.combiner=mlp"): "parameter 'combiner' must be one of 'cross_attention', 'concat', 'none'"}
     for args, words in cases.items():
         r = subprocess.run([sys.executable, "-m", "mufin_lib.run", "--preset", "smoke", *args], cwd=root, env=env,

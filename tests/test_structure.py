@@ -6,7 +6,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "mufin_lib"
 METHODS = ("encoders", "bags", "finetune", "model", "module1", "ranker", "retrieval", "fusion", "baselines",
-           "metrics", "training", "layout", "predictor", "data", "pipeline", "variants")
+           "metrics", "training", "layout", "predictor", "data", "pipeline", "variants", "outfits")
 UPPER = ("stages", "artifacts", "predict", "run", "cli", "reuse")
 
 

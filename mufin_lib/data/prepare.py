@@ -12,10 +12,11 @@ import numpy as np
 from ..paths import CACHE_DIR, atomic_write, process_alive, resolve
 from .curate import CurateParams, curate_to_dir
 from .images import ImageStore, build_img_bin, set_pixel_limit
+from .polyvore import get_synthetic_outfits, read_polyvore, to_xc
 from .synthetic import GENERATOR_VERSION, SIZES, SyntheticParams, generate
 from .xc import XCDataset, read_xc
 
-SOURCES = ("synthetic", "amazon-json", "xc-dir")
+SOURCES = ("synthetic", "amazon-json", "xc-dir", "polyvore")
 
 
 def synthetic_dir(p: SyntheticParams) -> Path:
@@ -54,7 +55,7 @@ def prepare_dataset(params, stage: Path) -> tuple[XCDataset, dict]:
     stage 01's DatasetParams (mufin_lib.stages.dataset), read by its fields."""
     if params.source not in SOURCES:
         raise ValueError(f"source '{params.source}': expected one of {', '.join(SOURCES)}")
-    report, label = None, None
+    report, label, outfits = None, None, None
     with_images = params.image_encoder != ""  # "": text only (no images are read)
     set_pixel_limit(params.max_image_pixels)
     if params.source == "synthetic":
@@ -73,6 +74,18 @@ def prepare_dataset(params, stage: Path) -> tuple[XCDataset, dict]:
             build = build_img_bin(root)
             report["images"] = {k: build[k] for k in ("references", "local", "remote", "beyond_top_k", "outcomes",
                                                       "failures_by_reason", "failed", "written")}
+    elif params.source == "polyvore":
+        # input_path "": the kit's synthetic outfit set (generated once into the cache; size: smoke | default | N)
+        src = resolve(params.input_path) if params.input_path else get_synthetic_outfits(params.size, params.seed)
+        o = read_polyvore(src, params.split)
+        root, items_root, rep = to_xc(o, stage, params.task, params.test_fraction, params.seed, params.text_from)
+        syn = (o.root / "synthetic.json").exists()
+        if syn:  # the XC root says so too: every table of the run is labelled synthetic
+            with atomic_write(root / "synthetic.json") as f:
+                json.dump({"outfits": json.loads((o.root / "synthetic.json").read_text())}, f)
+        label = ("synthetic outfits" if syn else "Polyvore-layout outfits") + f" ({params.split})"
+        outfits = {"input": str(src), "polyvore_root": str(o.root), "split": params.split, "task": params.task,
+                   "items_root": str(items_root), "synthetic": syn, "splits": o.stats(), "read": o.report, "xc": rep}
     else:
         if not params.input_path:
             raise ValueError("source 'xc-dir' needs input_path= a directory in the XC layout (e.g. MM-AmazonTitles-300K)")
@@ -89,7 +102,7 @@ def prepare_dataset(params, stage: Path) -> tuple[XCDataset, dict]:
     # root: the dataset in the XC layout that every later stage reads; input_path: what the user pointed at
     info = {"source": params.source, "root": str(root), "input_path": params.input_path, "synthetic": synthetic,
             "data_label": "synthetic" if synthetic else (params.name or label or root.name), "params": asdict(params),
-            "stats": stats, "curation_report": report, "image_read_report": store.report.as_dict()}
+            "stats": stats, "curation_report": report, "image_read_report": store.report.as_dict(), "outfits": outfits}
     with atomic_write(stage / "dataset.json") as f:
         json.dump(info, f, indent=2)
     return ds, info

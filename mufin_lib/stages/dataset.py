@@ -21,11 +21,17 @@ from ..report import curation_table, dataset_stats_table, write_metrics, write_t
 @dataclass
 class DatasetParams:
     """Stage 01's parameters (notebook 01's parameters cell equals these defaults)."""
-    source: str = choice("synthetic", "amazon-json", "xc-dir")  # synthetic | amazon-json | xc-dir
-    input_path: str = ""  # amazon-json: metadata file(s), comma-separated; xc-dir: the dataset directory
+    source: str = choice("synthetic", "amazon-json", "xc-dir", "polyvore")  # synthetic | amazon-json | xc-dir | polyvore
+    # amazon-json: metadata file(s), comma-separated; xc-dir: the dataset directory; polyvore: the folder holding
+    # polyvore_outfits/ ("": the kit's synthetic outfit set of `size`)
+    input_path: str = ""
     size: str = valid("smoke", lambda v: v in ("smoke", "default") or (v.isdigit() and int(v) >= 30),
                       "smoke, default or a number of products of 30 or more")  # synthetic: smoke (~2K) | default (~20K) | N
     relation: str = choice("complementary", "collections")  # synthetic also_buy: complementary (v3) | collections (v2)
+    split: str = choice("disjoint", "nondisjoint")  # polyvore: which split folder
+    # polyvore: outfits = the chain learns from the train outfits, stage 14 completes valid/test outfits; xc = every
+    # outfit's items as points and labels (labels span all items), a point split, the standard chain
+    task: str = choice("outfits", "xc")
     seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
     test_fraction: float = ranged(0.3, 0, 1, lo_open=True, hi_open=True)
     clean_titles: bool = True  # HTML entities and markup out of titles
@@ -71,6 +77,8 @@ def stage(run, params: DatasetParams) -> DatasetResult:
     if info["curation_report"]:
         curation = curation_table(info["curation_report"])
         write_table(curation, out, "curation_report_table")
+    if info.get("outfits"):  # the outfit set's splits as the reader found them (README's table)
+        write_table(pd.DataFrame(info["outfits"]["splits"]), out, "outfit_splits", caption=run.data_title)
     stats = dataset_stats_table(info)
     write_table(stats, out, "dataset_stats", caption=run.data_title)
     syn = json.loads((ds.root / "synthetic.json").read_text()) if run.synthetic else {}

@@ -1,0 +1,79 @@
+"""Stage 13, scaling: what benchmarks/scaling.py measured (runs/benchmarks/scaling.json): prediction cost per step
+against the number of labels L, one query at a time on one thread and in batches, exact and HNSW votes, napkinXC PLT
+at the same L, index build times, peak memory and P@1 on the planted truth; the targets of issue 27 beside them.
+It runs nothing itself; notebook 13 plots it."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..layout import METRICS
+from ..paths import RUNS_DIR
+from ..report import write_metrics, write_table
+
+TARGET_MS = 2.5  # retrieve + rank + fuse at L = 1M, one query, one core, votes included (issue 27)
+TARGET_GROWTH = 1.5  # from 100K to 1M labels
+
+
+@dataclass
+class ScalingParams:
+    """Stage 13's parameters (notebook 13's parameters cell equals these defaults)."""
+    bench_dir: str = ""  # empty: runs/benchmarks/ (where benchmarks/scaling.py writes)
+
+
+@dataclass
+class ScalingResult:
+    raw: dict | None  # scaling.json, None before the benchmark has run
+    table: pd.DataFrame  # one row per (L, votes index, mode): ms per point of each step, P@1, memory
+    reading: dict  # where the measured stand against the targets
+    summary: dict
+
+
+def _rows(raw: dict) -> list[dict]:
+    out = []
+    for r in raw["results"]:
+        if "error" in r:
+            out.append({"L": r["L"], "error": r["error"][-300:]})
+            continue
+        for votes, res in r["mufin_path"].items():
+            for mode, steps in res.items():
+                if mode == "P@1":
+                    continue
+                out.append({"L": r["L"], "method": f"MUFIN path, {votes} votes", "mode": mode, **steps, "P@1": res["P@1"],
+                            "label_index_build_s": r["label_index_build_s"],
+                            "vote_index_build_s": r["vote_index_build_s"][{"exact": "flat"}.get(votes, votes)],
+                            "vote_recall": 1.0 if votes == "exact" else r["vote_neighbours_recall_hnsw"],
+                            "peak_rss_gb": r["peak_rss_gb"]})
+        if "plt" in r:
+            out.append({"L": r["L"], "method": "napkinXC PLT (TF-IDF)", "mode": "all queries in one call, 1 thread",
+                        "total_ms": r["plt"]["predict_1_thread_ms"], "P@1": r["plt"]["P@1"], "train_s": r["plt"]["train_s"],
+                        "peak_rss_gb": r["peak_rss_gb"]})
+    return out
+
+
+def stage(run, params: ScalingParams) -> ScalingResult:
+    out = run.stage("scaling")
+    path = (Path(params.bench_dir) if params.bench_dir else RUNS_DIR / "benchmarks") / "scaling.json"
+    raw = json.loads(path.read_text()) if path.exists() else None
+    table = pd.DataFrame(_rows(raw)) if raw else pd.DataFrame()
+    reading = {}
+    if len(table) and "total_ms" in table:
+        single = table[table["mode"] == "single_query_1_thread"]
+        for method, d in single.groupby("method"):
+            by_L = d.set_index("L")["total_ms"]
+            top = by_L.index.max()
+            rec = {"largest_L": int(top), "ms_at_largest_L": float(by_L[top]), "target_ms_at_1M": TARGET_MS,
+                   "meets_target": bool(top >= 1_000_000 and by_L[top] <= TARGET_MS)}
+            if 100_000 in by_L.index and top > 100_000:
+                rec["growth_from_100K"] = round(float(by_L[top] / by_L[100_000]), 2)
+                rec["target_growth"] = TARGET_GROWTH
+                rec["meets_growth"] = bool(rec["growth_from_100K"] <= TARGET_GROWTH)
+            reading[method] = rec
+        write_table(table, out, "scaling", caption=f"Prediction cost against L (synthetic planted data, encoders excluded); "
+                    f"machine: {raw['machine']}")
+    summary = {"bench": str(path), "machine": (raw or {}).get("machine"), "reading": reading}
+    write_metrics(out, summary, METRICS)
+    return ScalingResult(raw, table, reading, summary)
