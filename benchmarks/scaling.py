@@ -87,7 +87,7 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
     import torch
 
     from mufin_lib.bags import BagTable
-    from mufin_lib.fusion import fuse, label_states, log_popularity, pair_terms, score_pairs
+    from mufin_lib.fusion import fuse, label_side, label_side_dtype, log_popularity, pair_terms, score_pairs
     from mufin_lib.model import ModelParams, MufinEncoder
     from mufin_lib.ranker import Ranker
     from mufin_lib.retrieval import IndexParams, LabelIndex, TrainVotes, VectorIndex, merge_shortlists, topk_overlap
@@ -118,8 +118,11 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
                                   np.concatenate([[0], np.cumsum(counts)]), counts, np.ones(L, bool), 15)
     label_z1 = Z  # what a model folder holds ahead of time: every label's z^1
     t = time.perf_counter()
-    states = label_states(ranker, labels, np.arange(L))  # and Module IV's encoder outputs of every label
-    out["label_states_s"] = round(time.perf_counter() - t, 1)
+    # and Module IV's label side of every label, as Predictor keeps it (float32 up to 2 GiB, then float16)
+    dtype = label_side_dtype(ranker, labels.counts)
+    side = label_side(ranker, labels, np.arange(L), dtype=dtype) if dtype is not None else None
+    out["label_side"] = {"s": round(time.perf_counter() - t, 1), "dtype": str(dtype).replace("torch.", ""),
+                         "GB": round(side.nbytes() / 1e9, 2) if side is not None else 0.0}
     qtext = torch.from_numpy(Xq)
 
     def inputs(rows):
@@ -140,8 +143,9 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
         with torch.no_grad():  # z^1 of every label ahead (the embedding score is a look-up), Module IV encodes labels
             score_pairs(ranker, inputs(rows), labels, np.arange(L), sl, enc, label_z1=label_z1)
         t3b = time.perf_counter()
-        with torch.no_grad():  # and Module IV's label side ahead too: A_C and the classifiers per pair only
-            _, r = score_pairs(ranker, inputs(rows), labels, np.arange(L), sl, enc, label_z1=label_z1, label_states=states)
+        with torch.no_grad():  # and Module IV's label side ahead: A_C's keys and values, the classifiers
+            _, r = score_pairs(ranker, inputs(rows), labels, np.arange(L), sl, enc, label_z1=label_z1, label_side=side,
+                               point_x1=enc(*inputs(rows))[0].numpy())  # as Predictor: x^1 from retrieval
         t4 = time.perf_counter()
         e = np.where(sl >= 0, np.einsum("nd,nkd->nk", x, label_z1[np.maximum(sl, 0)]), -np.inf).astype(np.float32)
         v, p = pair_terms(votes, popularity, x, sl)

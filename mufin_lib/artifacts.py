@@ -35,7 +35,7 @@ from .module1 import load_model, saved_params
 from .paths import RUNS_DIR, resolve
 from .pipeline import differences, modules_name
 from .ranker import load_ranker
-from .retrieval import LabelCentroids, LabelIndex, TrainVotes, load_shortlist
+from .retrieval import VOTE_HNSW, LabelCentroids, LabelIndex, TrainVotes, VectorIndex, load_shortlist
 
 
 class Run:
@@ -170,10 +170,18 @@ class Run:
         own labels never count towards what is tuned on it."""
         return self.split("fit").Y
 
+    @cached_property
+    def vote_index(self) -> VectorIndex:
+        """The index the votes search: stage 04's HNSW (module3/votes.faiss) where it chose one, else exact."""
+        f = self.dir / "module3" / layout.VOTE_INDEX
+        if self.shortlist_record.get("vote_index_chosen") == "hnsw" and f.exists():
+            return VectorIndex.load(f, "hnsw", VOTE_HNSW["ef_search"])
+        return VectorIndex(self.fit_embeddings)
+
     def train_votes(self, neighbours: int) -> TrainVotes:
         """Module III's training-point votes over the fit points."""
         if getattr(self, "_votes", None) is None or self._votes.neighbours != neighbours:
-            self._votes = TrainVotes(self.fit_embeddings, self.fit_labels, neighbours)
+            self._votes = TrainVotes(self.fit_embeddings, self.fit_labels, neighbours, self.vote_index)
         return self._votes
 
     @cached_property

@@ -26,14 +26,16 @@ from .paths import atomic_write
 
 @torch.no_grad()
 def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, shortlist: np.ndarray,
-                module1=None, label_z1: np.ndarray | None = None, with_ranker: bool = True, label_states=None):
+                module1=None, label_z1: np.ndarray | None = None, with_ranker: bool = True, label_side=None,
+                point_x1: np.ndarray | None = None):
     """(embedding score <x^1, z_l^1>, ranker score) for each (point, shortlisted label) of one batch of
     points given as model inputs; -inf where the shortlist has no label. The embedding score comes from
     `module1` (the Module I model that retrieved the shortlist); Module IV trains its own copy of those
     layers for the ranker score. label_z1: Module I's z^1 of every label computed ahead (a model folder's; rows by
-    label id), so that no label is encoded per query; label_states: Module IV's encoder outputs of every label
-    computed ahead (`label_states`); with_ranker=False (a fusion whose alpha is 1 everywhere gives the ranker no
-    weight): the ranker score is 0, and Module IV does not run."""
+    label id), so that no label is encoded per query; label_side: Module IV's label side of every label computed
+    ahead (`label_side`: A_C's keys and values, the classifiers), rows by label id; with_ranker=False (a fusion whose alpha is 1 everywhere gives the ranker no
+    weight): the ranker score is 0, and Module IV does not run; point_x1: the points' x^1 from `module1`, where the
+    caller has them (prediction retrieved with them), so that Module I does not run again."""
     dev = next(ranker.parameters()).device
     emb = np.full(shortlist.shape, -np.inf, np.float32)
     rnk = np.full(shortlist.shape, -np.inf, np.float32)
@@ -45,18 +47,20 @@ def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, short
     ppt, plt = torch.from_numpy(pp).to(dev), torch.from_numpy(inv).to(dev)
     if with_ranker:
         x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
-        if label_states is not None:  # Module IV's label side computed ahead (label_states)
-            lt = torch.from_numpy(labels).to(dev)
-            z1, Z1, mz = label_states[0][lt], label_states[1][lt], label_states[2][lt]
+        if label_side is not None:  # Module IV's label side computed ahead: only the query's side runs here
+            r = ranker.scores_ahead(X1[ppt], m1[ppt], x1[ppt], label_side, torch.from_numpy(labels).to(dev)[plt])
         else:
             z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
-        r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
+            r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
         rnk[valid] = r.float().cpu().numpy()
     else:
         rnk[valid] = 0.0
-    if module1 is not None:
+    if point_x1 is not None:
+        x1 = torch.from_numpy(np.asarray(point_x1, np.float32)).to(dev)
+    elif module1 is not None:
         module1.eval()
         x1, _, _ = module1(*to_device(point_inputs, dev))
+    if module1 is not None:
         z1 = (torch.from_numpy(np.asarray(label_z1[labels], np.float32)).to(dev) if label_z1 is not None
               else module1(*to_device(label_table.batch(label_rows[labels]), dev))[0])
     emb[valid] = (x1[ppt] * z1[plt]).sum(-1).float().cpu().numpy()
@@ -66,7 +70,7 @@ def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, short
 @torch.no_grad()
 def label_states(ranker, label_table, label_rows: np.ndarray, batch: int = 4096):
     """Module IV's encoder outputs (z^1, X^1 padded to the widest bag, mask) of every label, computed once: the label
-    side of score_pairs that does not depend on the query."""
+    side of score_pairs that does not depend on the query (label_side goes on from here)."""
     ranker.eval()
     dev = next(ranker.parameters()).device
     width = int(label_table.counts[label_rows].max()) + 1 if len(label_rows) else 1
@@ -80,13 +84,44 @@ def label_states(ranker, label_table, label_rows: np.ndarray, batch: int = 4096)
     return torch.cat(z), torch.cat(Z), torch.cat(M)
 
 
+# Module IV's label side (A_C's keys and values, the classifiers) is kept ahead in float32 up to 2 GiB, in float16
+# up to that again; beyond, the labels' bags are encoded per batch of queries
+LABEL_SIDE_BYTES = 2 << 30
+
+
+@torch.no_grad()
+def label_side(ranker, label_table, label_rows: np.ndarray, batch: int = 4096, dtype=torch.float32):
+    """Module IV's label side of every label (Ranker.label_side over label_states), computed once; rows follow
+    label ids (label_rows[i] is label i's row). float16 `dtype` halves its memory (scores are computed in float32)."""
+    z, Z, M = label_states(ranker, label_table, label_rows, batch)
+    parts = [ranker.label_side(z[s:s + batch], Z[s:s + batch], M[s:s + batch],
+                               torch.arange(s, min(s + batch, len(z)), device=z.device), dtype) for s in range(0, len(z), batch)]
+    cat = (lambda name: None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts]))
+    return type(parts[0])(cat("w"), cat("K"), cat("V"), M, cat("zc"))
+
+
+def label_side_dtype(ranker, counts: np.ndarray, budget: int = LABEL_SIDE_BYTES):
+    """float32 where Module IV's label side of the labels whose bags hold `counts` descriptors beside the title fits
+    in `budget`, float16 where it fits there, else None (encode the labels per query). Its size: per label, w (D)
+    and, with A_C, keys (width x D) and values projected per head (width x heads x D)."""
+    L = len(counts)
+    width = int(np.max(counts)) + 1 if L else 1
+    attn = getattr(getattr(ranker, "A_C", None), "attn", None)
+    need = L * ranker.free.shape[1] * (1 + (width * (1 + attn.num_heads) if attn is not None else 0))
+    return next((d for d, b in ((torch.float32, 4), (torch.float16, 2)) if need * b <= budget), None)
+
+
 @torch.no_grad()
 def score_shortlists(ranker, table, point_rows: np.ndarray, label_rows: np.ndarray, shortlist: np.ndarray,
                      module1=None, batch_points: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """score_pairs over all points of a split, in batches."""
+    """score_pairs over all points of a split, in batches; Module IV's label side computed once for all of them
+    (where it fits in LABEL_SIDE_BYTES)."""
     ranker.eval()
+    dtype = label_side_dtype(ranker, table.counts[label_rows])
+    side = label_side(ranker, table, label_rows, dtype=dtype) if dtype is not None and len(shortlist) else None
     parts = [score_pairs(ranker, table.batch(point_rows[s:s + batch_points]), table, label_rows,
-                         shortlist[s:s + batch_points], module1) for s in range(0, len(shortlist), batch_points)]
+                         shortlist[s:s + batch_points], module1, label_side=side)
+             for s in range(0, len(shortlist), batch_points)]
     if not parts:
         return np.zeros(shortlist.shape, np.float32), np.zeros(shortlist.shape, np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

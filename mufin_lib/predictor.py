@@ -11,6 +11,7 @@ The folder (written by `Predictor.save`; `mufin export runs/<id> DIR` makes one 
     index/                  Module II's label index (faiss) over the labels' vectors
     labels.npz              the labels' bags of pre-embeddings (the label side of Modules I and IV) and titles
     voters.npz              the fit points' Module I embeddings and labels: Module III's votes and centroids
+    votes.faiss             the HNSW index the votes search, where stage 04 chose one (shortlist.json says)
     shortlist.json          ShortlistParams: how Module III makes shortlists
     fusion.json             FusionParams: what the score fuses, with which weights
 
@@ -32,14 +33,14 @@ import torch
 from .bags import BagTable, embed_rows
 from .data.amazon import Product
 from .encoders import encode_images, encode_texts, load_image_encoder, load_text_encoder
-from .fusion import FusionParams, fuse, label_states, log_popularity, pair_terms, score_pairs
+from .fusion import FusionParams, fuse, label_side, label_side_dtype, log_popularity, pair_terms, score_pairs
 from .module1 import load_model
 from .paths import atomic_path, atomic_write
 from .ranker import load_ranker
-from .retrieval import LabelCentroids, LabelIndex, TrainVotes, shortlist_points
+from .layout import VOTE_INDEX
+from .retrieval import VOTE_HNSW, LabelCentroids, LabelIndex, TrainVotes, VectorIndex, shortlist_points
 
 FORMAT = 1
-LABEL_STATES_BYTES = 2 << 30  # Module IV's label side kept ahead up to 2 GiB (float32); beyond, encoded per query
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ShortlistParams:
     augment: str = "none"
     vote_neighbours: int = 20
     share: float = 0.5
+    vote_index: str = "flat"  # the index the votes search, as stage 04 chose it: flat (exact) or hnsw (votes.faiss)
 
     @classmethod
     def from_stage(cls, rec: dict) -> "ShortlistParams":
@@ -59,7 +61,8 @@ class ShortlistParams:
             return cls()
         augment = {"knn": "votes"}.get(rec.get("augment", "none"), rec.get("augment", "none"))
         return cls(int(rec.get("shortlist", 100)), augment,
-                   int(rec.get("vote_neighbours", rec.get("augment_neighbours", 20))), float(rec.get("augment_share", 0.5)))
+                   int(rec.get("vote_neighbours", rec.get("augment_neighbours", 20))), float(rec.get("augment_share", 0.5)),
+                   rec.get("vote_index_chosen", "flat"))
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class Predictor:
 
     def __init__(self, module1, module1_params: dict, ranker, ranker_params: dict, index: LabelIndex, labels: BagTable,
                  label_titles: list[str], fit_embeddings: np.ndarray, fit_labels: sp.csr_matrix, fusion: FusionParams,
-                 shortlist: ShortlistParams, origin: dict | None = None):
+                 shortlist: ShortlistParams, origin: dict | None = None, vote_index: VectorIndex | None = None):
         self.module1, self.module1_params = module1.eval(), module1_params
         self.ranker, self.ranker_params = ranker.eval(), ranker_params
         self.index, self.labels, self.label_titles = index, labels, list(label_titles)
@@ -94,10 +97,13 @@ class Predictor:
         self.n_labels = len(self.labels.uids)
         self.alpha = fusion.label_alpha(self.fit_labels)
         self.popularity = log_popularity(self.fit_labels)
-        self.voters = TrainVotes(self.fit_embeddings, self.fit_labels, fusion.vote_neighbours)
+        # the votes' index, built once (or the run's / the folder's HNSW): the shortlist and the fusion search it
+        self.vote_index = vote_index or (VectorIndex(self.fit_embeddings, "hnsw", **VOTE_HNSW) if shortlist.vote_index == "hnsw"
+                                         else VectorIndex(self.fit_embeddings))
+        self.voters = TrainVotes(self.fit_embeddings, self.fit_labels, fusion.vote_neighbours, self.vote_index)
         if shortlist.augment == "votes":  # one set of voters when the shortlist and the fusion ask the same
             self.second = (self.voters if shortlist.vote_neighbours == fusion.vote_neighbours
-                           else TrainVotes(self.fit_embeddings, self.fit_labels, shortlist.vote_neighbours))
+                           else TrainVotes(self.fit_embeddings, self.fit_labels, shortlist.vote_neighbours, self.vote_index))
         elif shortlist.augment == "centroid":
             self.second = LabelCentroids(self.fit_embeddings, self.fit_labels)
         else:
@@ -105,10 +111,11 @@ class Predictor:
         # label-side work that does not depend on the query, done once: Module I's z^1 of every label
         self.label_z1 = embed_rows(self.module1, self.labels, np.arange(self.n_labels))
         self.with_ranker = not np.all(np.asarray(self.alpha) == 1.0)  # alpha 1 everywhere: Module IV has no weight
-        # and Module IV's encoder outputs of every label, where they fit in LABEL_STATES_BYTES
-        width = int(self.labels.counts.max()) + 1 if self.n_labels else 1
-        fits = self.n_labels * width * self.module1.p.D * 4 <= LABEL_STATES_BYTES
-        self.label_states = label_states(self.ranker, self.labels, np.arange(self.n_labels)) if self.with_ranker and fits else None
+        # and Module IV's label side of every label, where it fits in LABEL_SIDE_BYTES
+        self.label_side = None
+        dtype = label_side_dtype(self.ranker, self.labels.counts) if self.with_ranker else None
+        if dtype is not None:
+            self.label_side = label_side(self.ranker, self.labels, np.arange(self.n_labels), dtype=dtype)
         e = self.encoders
         self.text_model = load_text_encoder(e.text_encoder)
         self.image_enc = load_image_encoder(e.image_encoder) if e.image_encoder and e.modalities != "text" else None
@@ -134,6 +141,8 @@ class Predictor:
             json.dump(self.label_titles, f)
         with atomic_write(folder / "shortlist.json") as f:
             json.dump(asdict(self.shortlist), f, indent=2)
+        if self.vote_index.kind == "hnsw":
+            self.vote_index.save(folder / VOTE_INDEX)
         self.fusion.save(folder)
         with atomic_write(folder / "predictor.json") as f:
             json.dump({"format": FORMAT, "encoders": asdict(self.encoders), "labels": self.n_labels,
@@ -156,10 +165,16 @@ class Predictor:
         ranker_params = torch.load(folder / "module4" / "model.pt", map_location="cpu", weights_only=False)["params"]
         v = np.load(folder / "voters.npz")
         fit_labels = sp.csr_matrix((v["data"], v["indices"], v["indptr"]), shape=tuple(v["shape"]))
+        shortlist = ShortlistParams(**json.loads((folder / "shortlist.json").read_text()))
+        votes = folder / VOTE_INDEX
+        if shortlist.vote_index == "hnsw" and not votes.exists():
+            raise FileNotFoundError(f"{votes}: missing; shortlist.json says the votes search an HNSW index saved there "
+                                    f"(write the folder again with: mufin export runs/<id> DIR)")
         return cls(module1, module1_params, load_ranker(folder / "module4", module1, len(labels.uids)), ranker_params,
                    LabelIndex.load(folder / "index"), labels, json.loads((folder / "label_titles.json").read_text()),
                    v["embeddings"], fit_labels, FusionParams.load(folder),
-                   ShortlistParams(**json.loads((folder / "shortlist.json").read_text())), meta.get("origin"))
+                   shortlist, meta.get("origin"),
+                   VectorIndex.load(votes, "hnsw", VOTE_HNSW["ef_search"]) if shortlist.vote_index == "hnsw" else None)
 
     # ---- prediction ----------------------------------------------------------------------------------
     def inputs(self, products: list[Product]):
@@ -193,7 +208,7 @@ class Predictor:
         _, sl = shortlist_points(self.index, x1, size, self.second, self.shortlist.share)
         t2 = time.perf_counter()
         e, r = score_pairs(self.ranker, inputs, self.labels, np.arange(self.n_labels), sl, self.module1, self.label_z1,
-                           self.with_ranker, self.label_states)
+                           self.with_ranker, self.label_side, point_x1=x1)
         extra = self.fusion.extra(*pair_terms(self.voters, self.popularity, x1, sl)) if self.fusion.added_terms else 0.0
         scores = fuse(e, r, sl, self.alpha, self.n_labels, extra)
         t3 = time.perf_counter()

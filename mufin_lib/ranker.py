@@ -14,7 +14,7 @@ import json
 import math
 import time
 import copy
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from pathlib import Path
 
@@ -33,6 +33,20 @@ from .progress import tqdm
 from .training import dist_info, init_distributed, load_checkpoint, optimizer, optimizer_step, save_checkpoint
 
 
+@dataclass
+class LabelSide:
+    """Module IV's label side computed ahead (Ranker.label_side), rows by label: the classifier vectors w, A_C's keys
+    K and projected values V' with the bag mask, or ConCat's label half zc."""
+    w: torch.Tensor
+    K: torch.Tensor | None
+    V: torch.Tensor | None
+    mask: torch.Tensor
+    zc: torch.Tensor | None
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.w, self.K, self.V, self.mask, self.zc) if t is not None)
+
+
 class CrossAttention(nn.Module):
     """A_C: queries from the point's bag, keys and values from the label's bag; residual + LayerNorm."""
 
@@ -47,6 +61,33 @@ class CrossAttention(nn.Module):
 
     def forward(self, Xq, q_mask, Zk, k_mask):
         out, _ = self.attn(Xq, Zk, Zk, key_padding_mask=~k_mask, need_weights=False)
+        return masked_mean(self.norm(Xq + out), q_mask)
+
+    def _heads(self, X, W, b):
+        """X W^T + b split into heads: (B, m, D) -> (B, H, m, D/H)."""
+        H = self.attn.num_heads
+        Y = F.linear(X, W, b)
+        return Y.view(*Y.shape[:2], H, -1).transpose(1, 2)
+
+    def label_side(self, Zk):
+        """Keys, and values already through the output projection, per head: what A_C needs of a label and that no
+        query changes. Z: (L, w, D) -> K (L, H, w, D/H), V' (L, H, w, D), with out = sum_h softmax(q_h K_h) V'_h + b_o
+        (softmax rows sum to one, so the output projection commutes with the weighted sum)."""
+        a, D, H = self.attn, Zk.shape[-1], self.attn.num_heads
+        Wq, Wk, Wv = a.in_proj_weight.split(D)
+        bq, bk, bv = a.in_proj_bias.split(D)
+        K, V = self._heads(Zk, Wk, bk), self._heads(Zk, Wv, bv)
+        Wo = a.out_proj.weight.view(D, H, D // H)  # the columns of W_o that read head h
+        return K, torch.einsum("lhwd,ehd->lhwe", V, Wo)
+
+    def attend(self, Xq, q_mask, K, V, k_mask):
+        """forward() from the label side's K and V' (label_side), pair by pair: Xq (P, m, D), K (P, H, w, d),
+        V' (P, H, w, D), k_mask (P, w). The same numbers as forward() in eval mode."""
+        a, D = self.attn, Xq.shape[-1]
+        Q = self._heads(Xq, a.in_proj_weight[:D], a.in_proj_bias[:D])
+        att = (Q @ K.transpose(-1, -2)) / math.sqrt(Q.shape[-1])
+        att = att.masked_fill(~k_mask[:, None, None, :], float("-inf")).softmax(-1)
+        out = (att @ V).sum(1) + a.out_proj.bias
         return masked_mean(self.norm(Xq + out), q_mask)
 
 
@@ -80,12 +121,45 @@ class Ranker(nn.Module):
             return self.A_C(torch.cat([x1, z1], -1))
         return x1
 
+    def classifier(self, labels, z1):
+        """w_l: the learned mix of the label's free vector and its z_l^1, unit length."""
+        g = torch.sigmoid(self.mix[labels].unsqueeze(-1) if self.mix.numel() > 1 else self.mix)
+        return F.normalize(g * F.normalize(self.free[labels], dim=-1) + (1 - g) * z1, dim=-1)
+
     def pair_scores(self, X1, m1, x1, Z1, mz, z1, labels):
         """Scores of pairs: point rows X1/m1/x1 and label rows Z1/mz/z1 already aligned pair by pair."""
         x2 = self.represent(X1, m1, x1, Z1, mz, z1)
-        g = torch.sigmoid(self.mix[labels].unsqueeze(-1) if self.mix.numel() > 1 else self.mix)
-        w = F.normalize(g * F.normalize(self.free[labels], dim=-1) + (1 - g) * z1, dim=-1)
+        w = self.classifier(labels, z1)
         return (F.normalize(x2, dim=-1) * w).sum(-1)
+
+    @torch.no_grad()
+    def label_side(self, z1, Z1, mz, labels, dtype=torch.float32) -> "LabelSide":
+        """Everything of Module IV's score that depends on the label alone, for labels `labels` (their encoder outputs
+        z1, Z1, mz): A_C's keys and projected values (or ConCat's first layer on z^1), and the classifier w_l. Stored
+        as `dtype` (float16 halves the memory; scores are computed in float32)."""
+        w = self.classifier(labels, z1)
+        K = V = zc = None
+        if self.combiner == "cross_attention":
+            K, V = self.A_C.label_side(Z1)
+        elif self.combiner == "concat":  # Linear(cat(x1, z1)) = W_a x1 + (W_b z1 + b): the label's half ahead
+            first = self.A_C[0]
+            zc = F.linear(z1, first.weight[:, z1.shape[-1]:], first.bias)
+        cast = (lambda t: None if t is None else t.to(dtype))
+        return LabelSide(cast(w), cast(K), cast(V), mz, cast(zc))
+
+    def scores_ahead(self, X1, m1, x1, side: "LabelSide", rows):
+        """pair_scores from a LabelSide computed ahead: point rows X1/m1/x1 aligned pair by pair, `rows` the pairs'
+        rows of `side`. The same numbers as pair_scores (float32 side) in eval mode."""
+        f = (lambda t: t[rows].float())
+        if self.combiner == "cross_attention":
+            x2 = self.A_C.attend(X1, m1, f(side.K), f(side.V), side.mask[rows])
+        elif self.combiner == "concat":
+            first = self.A_C[0]
+            h = F.linear(x1, first.weight[:, :x1.shape[-1]]) + f(side.zc)
+            x2 = self.A_C[2](self.A_C[1](h))
+        else:
+            x2 = x1
+        return (F.normalize(x2, dim=-1) * f(side.w)).sum(-1)
 
     def unseen_pair_scores(self, X1, m1, x1, Z1, mz, z1):
         """Scores against labels the ranker never had (an outfit item of the disjoint split): the classifier's

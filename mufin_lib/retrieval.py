@@ -98,6 +98,33 @@ class VectorIndex:
         return self
 
 
+VOTE_HNSW = {"M": 16, "ef_construction": 80, "ef_search": 64}  # the votes' HNSW: recall on real data in REPRODUCE.md
+
+
+def vote_index(keys: np.ndarray, kind: str = "auto", val_queries: np.ndarray | None = None, neighbours: int = 20,
+               above: int = 100_000, min_recall: float = 0.95) -> tuple[VectorIndex, dict]:
+    """The index the training-point votes search, built once: "flat" (exact), "hnsw" (VOTE_HNSW), or "auto", the rule
+    fixed before any test split is scored: exact up to `above` keys (there it costs a few ms per query); beyond, HNSW
+    where its recall of the `neighbours` nearest keys against exact search, over the validation queries, is at least
+    `min_recall`, else exact. Returns (index, record: the kind chosen, its validation recall, build seconds)."""
+    if kind not in ("auto", "flat", "hnsw"):
+        raise ValueError(f"vote_index '{kind}': expected auto, flat or hnsw")
+    rec = {"vote_index_chosen": "flat", "vote_recall_val": None, "vote_index_rule": kind}
+    if kind == "flat" or (kind == "auto" and len(keys) <= above):
+        index = VectorIndex(keys)
+    else:
+        index = VectorIndex(keys, "hnsw", **VOTE_HNSW)
+        if val_queries is not None and len(val_queries):
+            k = min(neighbours, len(keys))
+            recall = topk_overlap(index.search(val_queries, k)[1], VectorIndex(keys).search(val_queries, k)[1])
+            rec["vote_recall_val"] = round(recall, 4)
+            if kind == "auto" and recall < min_recall:
+                index = VectorIndex(keys)
+        rec["vote_index_chosen"] = index.kind
+    rec["vote_index_build_s"] = round(index.build_seconds, 2)
+    return index, rec
+
+
 def _maybe_gpu(index, use: bool):
     import faiss
     if use and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:

@@ -2,6 +2,7 @@
 once and its HNSW form agrees with exact search where the neighbours are clear; one search serves the shortlist and
 the fusion; HNSW's efSearch covers the vectors asked of faiss."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -22,20 +23,46 @@ def _setup(L=40, D=16, seed=0):
     return m1, ranker, table, rng
 
 
-def test_label_side_ahead_gives_the_per_query_scores():
+def _trained_like(ranker, seed=1):
+    """Move every weight off its initialisation (A_C's out-projection starts at zero, the mix at 0.5), so that a
+    wrong key, value or output projection in the path computed ahead changes the scores."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in ranker.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return ranker
+
+
+@pytest.mark.parametrize("combiner,heads", [("cross_attention", 1), ("cross_attention", 2), ("concat", 1), ("none", 1)])
+def test_label_side_ahead_gives_the_per_query_scores(combiner, heads):
+    """A_C's keys and projected values, ConCat's label half and the classifiers computed ahead (float32) give the
+    per-query scores; float16 storage moves them by less than 0.01."""
     from mufin_lib.bags import embed_rows
-    from mufin_lib.fusion import label_states, score_pairs
+    from mufin_lib.fusion import label_side, score_pairs, score_shortlists
+    from mufin_lib.ranker import CrossAttention, Ranker
 
     m1, ranker, table, rng = _setup()
     L = len(table.uids)
+    ranker = Ranker(ranker.encoder, L, combiner, mix="per_label")
+    if combiner == "cross_attention":
+        ranker.A_C = CrossAttention(16, heads)
+    ranker = _trained_like(ranker).eval()
     sl = np.stack([rng.choice(L, 7, replace=False) for _ in range(5)])
     sl[1, 5:] = -1
     pts = table.batch(np.arange(5))
     with torch.no_grad():
         e0, r0 = score_pairs(ranker, pts, table, np.arange(L), sl, m1)
         e1, r1 = score_pairs(ranker, pts, table, np.arange(L), sl, m1, embed_rows(m1, table, np.arange(L)), True,
-                             label_states(ranker, table, np.arange(L)))
+                             label_side(ranker, table, np.arange(L), batch=16))
+        _, r16 = score_pairs(ranker, pts, table, np.arange(L), sl, m1, with_ranker=True,
+                             label_side=label_side(ranker, table, np.arange(L), dtype=torch.float16))
         e2, r2 = score_pairs(ranker, pts, table, np.arange(L), sl, m1, with_ranker=False)
+        e3, _ = score_pairs(ranker, pts, table, np.arange(L), sl, m1, with_ranker=False, point_x1=m1(*pts)[0].numpy())
+        e4, r4 = score_shortlists(ranker, table, np.arange(5), np.arange(L), sl, m1, batch_points=2)
+    assert np.allclose(e3, e0, atol=1e-6)  # the points' x^1 given (prediction's retrieval had them): the same scores
+    assert np.allclose(e4, e0, atol=1e-5) and np.allclose(r4[sl >= 0], r0[sl >= 0], atol=1e-5)  # a split's scores
+    assert r0[sl >= 0].std() > 0.05  # the scores differ between pairs: the comparisons below can fail
+    assert np.abs(r16[sl >= 0] - r0[sl >= 0]).max() < 1e-2
     assert np.allclose(e0, e1, atol=1e-5) and np.allclose(r0[sl >= 0], r1[sl >= 0], atol=1e-5)
     assert np.isneginf(r1[sl < 0]).all() and np.isneginf(e1[sl < 0]).all()
     assert np.allclose(e2, e0, atol=1e-6) and (r2[sl >= 0] == 0).all()  # alpha 1: Module IV not run, no weight
@@ -87,3 +114,51 @@ def test_stage13_reads_the_benchmark_against_the_targets(tmp_path):
     read = r.reading["MUFIN path, exact votes"]
     assert read["meets_target"] and read["growth_from_100K"] == 2.0 and not read["meets_growth"]
     assert len(r.table) == 4 and (tmp_path / "run" / "scaling" / "scaling.csv").exists()
+
+
+def test_vote_index_rule_is_exact_below_the_threshold_and_hnsw_only_where_validation_recall_holds():
+    """retrieval.vote_index, stage 04's rule: exact up to `above` fit points; beyond, HNSW where the validation
+    recall of the vote neighbours reaches min_recall, else exact again (the recall is recorded either way)."""
+    from mufin_lib.retrieval import vote_index
+
+    rng = np.random.default_rng(0)
+    keys = rng.standard_normal((3000, 16)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    val = keys[:200] + 0.01 * rng.standard_normal((200, 16)).astype(np.float32)
+    idx, rec = vote_index(keys, "auto", val, 10, above=5000)
+    assert idx.kind == "flat" and rec["vote_index_chosen"] == "flat" and rec["vote_recall_val"] is None
+    idx, rec = vote_index(keys, "auto", val, 10, above=1000, min_recall=0.5)
+    assert idx.kind == "hnsw" and rec["vote_recall_val"] >= 0.5
+    idx, rec = vote_index(keys, "auto", val, 10, above=1000, min_recall=1.01)  # no HNSW reaches it: exact
+    assert idx.kind == "flat" and rec["vote_index_chosen"] == "flat" and rec["vote_recall_val"] is not None
+    assert vote_index(keys, "hnsw", val, 10)[0].kind == "hnsw"  # asked for: kept whatever its recall
+    with pytest.raises(ValueError, match="expected auto, flat or hnsw"):
+        vote_index(keys, "ivf")
+
+
+@pytest.mark.smoke
+def test_model_folder_carries_the_hnsw_vote_index(smoke_run, tmp_path):
+    """A Predictor whose votes search HNSW saves that index (votes.faiss) and its loaded folder searches it, not a
+    rebuilt one: the same recommendations; a folder that lost the file is refused with the reason."""
+    from dataclasses import replace
+
+    from mufin_lib.artifacts import open_run
+    from mufin_lib.data.amazon import Product
+    from mufin_lib.predictor import Predictor
+    from mufin_lib.stages.evaluate import predictor
+
+    run = open_run(smoke_run[0])
+    p = predictor(run)
+    assert p.vote_index.kind == "flat"  # the smoke run's few fit points: the rule keeps exact search
+    p = Predictor(p.module1, p.module1_params, p.ranker, p.ranker_params, p.index, p.labels, p.label_titles,
+                  p.fit_embeddings, p.fit_labels, p.fusion, replace(p.shortlist, vote_index="hnsw"), p.origin)
+    assert p.vote_index.kind == "hnsw"
+    folder = p.save(tmp_path / "m")
+    assert (folder / "votes.faiss").exists()
+    q = p.load(folder)
+    assert q.vote_index.kind == "hnsw" and q.vote_index.build_seconds == 0.0  # read, not built
+    prods = [Product(u, t) for u, t in zip(run.dataset.uids["test"][:5], run.dataset.titles["test"][:5])]
+    assert q.recommend(prods, top_k=5) == p.recommend(prods, top_k=5)
+    (folder / "votes.faiss").unlink()
+    with pytest.raises(FileNotFoundError, match="votes.faiss: missing"):
+        Predictor.load(folder)

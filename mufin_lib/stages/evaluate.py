@@ -163,7 +163,7 @@ def predictor(run) -> Predictor:
                      saved_record(run.need("module4", MODEL))["params"], run.index, run.bags.subset(ds.uids["label"]),
                      ds.titles["label"], run.fit_embeddings, run.fit_labels, run.fusion,
                      ShortlistParams.from_stage(run.shortlist_record),
-                     origin={"run": str(run.dir), "data": run.data_title})
+                     origin={"run": str(run.dir), "data": run.data_title}, vote_index=run.vote_index)
 
 
 def export(run, folder: str | Path) -> Path:

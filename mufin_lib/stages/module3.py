@@ -11,11 +11,11 @@ import pandas as pd
 
 from ..bags import embed_rows
 from ..config import choice, ranged
-from ..layout import METRICS, SHORTLIST, SHORTLIST_PARAMS
+from ..layout import METRICS, SHORTLIST, SHORTLIST_PARAMS, VOTE_INDEX
 from ..metrics import recall_at_k
 from ..paths import atomic_write
 from ..report import write_metrics, write_table
-from ..retrieval import save_shortlist, shortlist_points
+from ..retrieval import save_shortlist, shortlist_points, vote_index
 
 
 @dataclass
@@ -29,6 +29,11 @@ class Module3Params:
     augment: str = choice("none", "votes", "centroid")
     vote_neighbours: int = ranged(20, 1)  # fit points that vote
     augment_share: float = ranged(0.5, 0, 1)  # the share of the shortlist the second source may fill (interleaved)
+    # the index the votes search (here and in the fusion): "auto" is exact up to vote_hnsw_above fit points, beyond
+    # HNSW where its neighbours' recall against exact on validation is at least vote_min_recall (retrieval.vote_index)
+    vote_index: str = choice("auto", "flat", "hnsw")
+    vote_hnsw_above: int = ranged(100_000, 0)
+    vote_min_recall: float = ranged(0.95, 0, 1)
 
 
 @dataclass
@@ -63,6 +68,12 @@ def stage(run, params: Module3Params) -> Module3Result:
     fit_pos = np.full(run.dataset.Y["train"].shape[0], -1)
     fit_pos[run.carve[0]] = np.arange(len(run.carve[0]))  # a training point's own row among the voters
     ks = [k for k in (10, 50, 100, 200, 300) if k <= params.shortlist]
+    x_val = embed_rows(run.module1, run.bags, run.bags.rows_of(run.split("val").uids[:2000]))
+    index, vote_rec = vote_index(run.fit_embeddings, params.vote_index, x_val, params.vote_neighbours,
+                                 params.vote_hnsw_above, params.vote_min_recall)
+    if index.kind == "hnsw":  # later stages (and the model folder) search the same index, not a rebuilt one
+        index.save(out / VOTE_INDEX)
+    run.vote_index = index
     second = second_source(run, params.augment, params.vote_neighbours)
     for name in ("train", "val", "test"):
         split = run.split(name)
@@ -83,9 +94,9 @@ def stage(run, params: Module3Params) -> Module3Result:
                 rows.append({**rows[-1], "shortlist from": src, "seconds": None,
                              **recall_at_k(Ia, split.Y, ks, split.filter)})
     with atomic_write(out / SHORTLIST_PARAMS) as f:
-        json.dump(asdict(params), f, indent=2)
+        json.dump({**asdict(params), **vote_rec}, f, indent=2)
     table = pd.DataFrame(rows)
     write_table(table, out, "module3_shortlists", caption=f"Shortlists and their recall ({run.data_title})")
-    summary = {"data": run.data_title, "synthetic": run.synthetic, "shortlists": table.to_dict("records")}
+    summary = {"data": run.data_title, "synthetic": run.synthetic, "shortlists": table.to_dict("records"), **vote_rec}
     write_metrics(out, summary, METRICS)
     return Module3Result(table, summary)
