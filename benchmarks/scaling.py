@@ -90,7 +90,8 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
     from mufin_lib.fusion import fuse, label_side, label_side_dtype, log_popularity, pair_terms, score_pairs
     from mufin_lib.model import ModelParams, MufinEncoder
     from mufin_lib.ranker import Ranker
-    from mufin_lib.retrieval import IndexParams, LabelIndex, TrainVotes, VectorIndex, merge_shortlists, topk_overlap
+    from mufin_lib.retrieval import (IndexParams, LabelIndex, TrainVotes, VectorIndex, index_bytes, merge_shortlists,
+                                     topk_overlap)
 
     out = {"L": L, "fit_points": 2 * L, "bag": bag, "D": D, "queries": n_query, "shortlist": shortlist}
     t = time.perf_counter()
@@ -100,9 +101,12 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
     faiss.omp_set_num_threads(threads)
     index = LabelIndex(desc, owner, L, IndexParams(mode="bag", index="hnsw", M=32, ef_construction=100, ef_search=shortlist))
     out["label_index_build_s"] = round(index.build_seconds, 1)
+    out["label_index_GB"] = round(index_bytes(index.index) / 1e9, 3)  # the P-I-bag HNSW index alone (float32)
     exact_votes = TrainVotes(Xf, Y, 20, VectorIndex(Xf, "flat"))
     hnsw_vi = VectorIndex(Xf, "hnsw", M=16, ef_construction=80, ef_search=64)
     out["vote_index_build_s"] = {"flat": round(exact_votes.index.build_seconds, 1), "hnsw": round(hnsw_vi.build_seconds, 1)}
+    out["vote_index_GB"] = {"flat": round(index_bytes(exact_votes.index.index) / 1e9, 3),
+                            "hnsw": round(index_bytes(hnsw_vi.index) / 1e9, 3)}
     hnsw_votes = TrainVotes(Xf, Y, 20, hnsw_vi)
     _, I_ex = exact_votes.index.search(Xq, 20)
     _, I_hn = hnsw_vi.search(Xq, 20)

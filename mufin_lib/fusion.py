@@ -48,7 +48,9 @@ def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, short
     if with_ranker:
         x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
         if label_side is not None:  # Module IV's label side computed ahead: only the query's side runs here
-            r = ranker.scores_ahead(X1[ppt], m1[ppt], x1[ppt], label_side, torch.from_numpy(labels).to(dev)[plt])
+            lt = torch.from_numpy(labels).to(dev)
+            r = ranker.scores_ahead(X1[ppt], m1[ppt], x1[ppt], label_side, lt[plt])
+            z1 = label_side.z1[lt].float()  # the embedding score's labels where no Module I is given
         else:
             z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
             r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])
@@ -97,27 +99,27 @@ def label_side(ranker, label_table, label_rows: np.ndarray, batch: int = 4096, d
     parts = [ranker.label_side(z[s:s + batch], Z[s:s + batch], M[s:s + batch],
                                torch.arange(s, min(s + batch, len(z)), device=z.device), dtype) for s in range(0, len(z), batch)]
     cat = (lambda name: None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts]))
-    return type(parts[0])(cat("w"), cat("K"), cat("V"), M, cat("zc"))
+    return type(parts[0])(cat("w"), cat("K"), cat("V"), M, cat("zc"), cat("z1"))
 
 
 def label_side_dtype(ranker, counts: np.ndarray, budget: int = LABEL_SIDE_BYTES):
     """float32 where Module IV's label side of the labels whose bags hold `counts` descriptors beside the title fits
-    in `budget`, float16 where it fits there, else None (encode the labels per query). Its size: per label, w (D)
-    and, with A_C, keys (width x D) and values projected per head (width x heads x D)."""
+    in `budget`, float16 where it fits there, else None (encode the labels per query). Its size: per label, w and z^1
+    (D each) and, with A_C, keys (width x D) and values projected per head (width x heads x D)."""
     L = len(counts)
     width = int(np.max(counts)) + 1 if L else 1
     attn = getattr(getattr(ranker, "A_C", None), "attn", None)
-    need = L * ranker.free.shape[1] * (1 + (width * (1 + attn.num_heads) if attn is not None else 0))
+    need = L * ranker.free.shape[1] * (2 + (width * (1 + attn.num_heads) if attn is not None else 0))
     return next((d for d, b in ((torch.float32, 4), (torch.float16, 2)) if need * b <= budget), None)
 
 
 @torch.no_grad()
 def score_shortlists(ranker, table, point_rows: np.ndarray, label_rows: np.ndarray, shortlist: np.ndarray,
-                     module1=None, batch_points: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                     module1=None, batch_points: int = 64, side_dtype=None) -> tuple[np.ndarray, np.ndarray]:
     """score_pairs over all points of a split, in batches; Module IV's label side computed once for all of them
-    (where it fits in LABEL_SIDE_BYTES)."""
+    (as `side_dtype`; by default float32 or float16 where it fits in LABEL_SIDE_BYTES)."""
     ranker.eval()
-    dtype = label_side_dtype(ranker, table.counts[label_rows])
+    dtype = side_dtype or label_side_dtype(ranker, table.counts[label_rows])
     side = label_side(ranker, table, label_rows, dtype=dtype) if dtype is not None and len(shortlist) else None
     parts = [score_pairs(ranker, table.batch(point_rows[s:s + batch_points]), table, label_rows,
                          shortlist[s:s + batch_points], module1, label_side=side)

@@ -36,15 +36,17 @@ from .training import dist_info, init_distributed, load_checkpoint, optimizer, o
 @dataclass
 class LabelSide:
     """Module IV's label side computed ahead (Ranker.label_side), rows by label: the classifier vectors w, A_C's keys
-    K and projected values V' with the bag mask, or ConCat's label half zc."""
+    K and projected values V' with the bag mask, or ConCat's label half zc; and the labels' z^1 (Module IV's
+    encoder copy: the embedding score where no Module I is given)."""
     w: torch.Tensor
     K: torch.Tensor | None
     V: torch.Tensor | None
     mask: torch.Tensor
     zc: torch.Tensor | None
+    z1: torch.Tensor
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.w, self.K, self.V, self.mask, self.zc) if t is not None)
+        return sum(t.numel() * t.element_size() for t in (self.w, self.K, self.V, self.mask, self.zc, self.z1) if t is not None)
 
 
 class CrossAttention(nn.Module):
@@ -145,7 +147,7 @@ class Ranker(nn.Module):
             first = self.A_C[0]
             zc = F.linear(z1, first.weight[:, z1.shape[-1]:], first.bias)
         cast = (lambda t: None if t is None else t.to(dtype))
-        return LabelSide(cast(w), cast(K), cast(V), mz, cast(zc))
+        return LabelSide(cast(w), cast(K), cast(V), mz, cast(zc), cast(z1))
 
     def scores_ahead(self, X1, m1, x1, side: "LabelSide", rows):
         """pair_scores from a LabelSide computed ahead: point rows X1/m1/x1 aligned pair by pair, `rows` the pairs'

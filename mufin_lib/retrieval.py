@@ -125,6 +125,13 @@ def vote_index(keys: np.ndarray, kind: str = "auto", val_queries: np.ndarray | N
     return index, rec
 
 
+def index_bytes(index) -> int:
+    """Memory of a faiss flat or HNSW-flat index: its float32 vectors, and the graph's links, levels and offsets."""
+    h = getattr(index, "hnsw", None)
+    graph = h.neighbors.size() * 4 + h.levels.size() * 4 + h.offsets.size() * 8 if h is not None else 0
+    return int(index.ntotal * index.d * 4 + graph)
+
+
 def _maybe_gpu(index, use: bool):
     import faiss
     if use and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:

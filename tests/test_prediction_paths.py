@@ -59,6 +59,10 @@ def test_label_side_ahead_gives_the_per_query_scores(combiner, heads):
         e2, r2 = score_pairs(ranker, pts, table, np.arange(L), sl, m1, with_ranker=False)
         e3, _ = score_pairs(ranker, pts, table, np.arange(L), sl, m1, with_ranker=False, point_x1=m1(*pts)[0].numpy())
         e4, r4 = score_shortlists(ranker, table, np.arange(5), np.arange(L), sl, m1, batch_points=2)
+        # no Module I given (Module IV's validation): the embedding score is the ranker's own encoder copy's
+        e5, r5 = score_pairs(ranker, pts, table, np.arange(L), sl)
+        e6, r6 = score_shortlists(ranker, table, np.arange(5), np.arange(L), sl, batch_points=2)
+    assert np.allclose(e5, e6, atol=1e-5) and np.allclose(r5[sl >= 0], r6[sl >= 0], atol=1e-5)
     assert np.allclose(e3, e0, atol=1e-6)  # the points' x^1 given (prediction's retrieval had them): the same scores
     assert np.allclose(e4, e0, atol=1e-5) and np.allclose(r4[sl >= 0], r0[sl >= 0], atol=1e-5)  # a split's scores
     assert r0[sl >= 0].std() > 0.05  # the scores differ between pairs: the comparisons below can fail
@@ -97,7 +101,8 @@ def test_hnsw_efsearch_covers_the_vectors_asked():
 
 def test_stage13_reads_the_benchmark_against_the_targets(tmp_path):
     """Stage 13 reads benchmarks/scaling.py's JSON: per method, the cost at the largest L against 2.5 ms at 1M labels
-    and the growth from 100K (a hand-made result: 2.0 ms at 1M and 1.0 at 100K meets the first, not the second)."""
+    and the growth from 100K (a hand-made result: 2.0 ms at 1M and 1.0 at 100K meets the first, not the second), and
+    the index's memory against 4 GB."""
     import json
 
     from mufin_lib.artifacts import Run
@@ -105,7 +110,7 @@ def test_stage13_reads_the_benchmark_against_the_targets(tmp_path):
 
     def res(L, ms):
         steps = {"retrieve_ms": ms / 4, "votes_ms": ms / 4, "rank_label_side_ahead_ms": ms / 4, "fuse_ms": ms / 4, "total_ms": ms}
-        return {"L": L, "label_index_build_s": 1.0, "vote_index_build_s": {"flat": 0.0, "hnsw": 1.0},
+        return {"L": L, "label_index_build_s": 1.0, "vote_index_build_s": {"flat": 0.0, "hnsw": 1.0}, "label_index_GB": L / 2e5,
                 "vote_neighbours_recall_hnsw": 0.9, "peak_rss_gb": L / 1e6,
                 "mufin_path": {"exact": {"single_query_1_thread": steps, "batch_200_2_threads": steps, "P@1": 50.0}}}
     (tmp_path / "b").mkdir()
@@ -114,6 +119,8 @@ def test_stage13_reads_the_benchmark_against_the_targets(tmp_path):
     read = r.reading["MUFIN path, exact votes"]
     assert read["meets_target"] and read["growth_from_100K"] == 2.0 and not read["meets_growth"]
     assert len(r.table) == 4 and (tmp_path / "run" / "scaling" / "scaling.csv").exists()
+    mem = r.reading["P-I-bag index memory"]  # 5 GB at 1M labels: above the 4 GB target
+    assert mem["GB_at_largest_L"] == 5.0 and not mem["meets_target"]
 
 
 def test_vote_index_rule_is_exact_below_the_threshold_and_hnsw_only_where_validation_recall_holds():
@@ -162,3 +169,15 @@ def test_model_folder_carries_the_hnsw_vote_index(smoke_run, tmp_path):
     (folder / "votes.faiss").unlink()
     with pytest.raises(FileNotFoundError, match="votes.faiss: missing"):
         Predictor.load(folder)
+
+
+def test_index_bytes_is_the_serialised_size():
+    """retrieval.index_bytes (the scaling benchmark's index memory) against faiss's own serialisation of the index."""
+    import faiss
+
+    from mufin_lib.retrieval import VectorIndex, index_bytes
+
+    x = np.random.default_rng(0).standard_normal((3000, 24)).astype(np.float32)
+    for kind in ("flat", "hnsw"):
+        idx = VectorIndex(x, kind).index
+        assert abs(index_bytes(idx) - len(faiss.serialize_index(idx))) < 0.01 * len(faiss.serialize_index(idx))

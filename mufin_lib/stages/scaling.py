@@ -16,6 +16,7 @@ from ..report import write_metrics, write_table
 
 TARGET_MS = 2.5  # retrieve + rank + fuse at L = 1M, one query, one core, votes included (issue 27)
 TARGET_GROWTH = 1.5  # from 100K to 1M labels
+TARGET_INDEX_GB = 4.0  # the P-I-bag index of 1M labels, alone
 
 
 @dataclass
@@ -43,7 +44,8 @@ def _rows(raw: dict) -> list[dict]:
                 if mode == "P@1":
                     continue
                 out.append({"L": r["L"], "method": f"MUFIN path, {votes} votes", "mode": mode, **steps, "P@1": res["P@1"],
-                            "label_index_build_s": r["label_index_build_s"],
+                            "label_index_build_s": r["label_index_build_s"], "label_index_GB": r.get("label_index_GB"),
+                            "label_side_GB": (r.get("label_side") or {}).get("GB"),
                             "vote_index_build_s": r["vote_index_build_s"][{"exact": "flat"}.get(votes, votes)],
                             "vote_recall": 1.0 if votes == "exact" else r["vote_neighbours_recall_hnsw"],
                             "peak_rss_gb": r["peak_rss_gb"]})
@@ -72,6 +74,12 @@ def stage(run, params: ScalingParams) -> ScalingResult:
                 rec["target_growth"] = TARGET_GROWTH
                 rec["meets_growth"] = bool(rec["growth_from_100K"] <= TARGET_GROWTH)
             reading[method] = rec
+        sizes = {r["L"]: r.get("label_index_GB") for r in raw["results"] if r.get("label_index_GB") is not None}
+        if sizes:
+            top = max(sizes)
+            reading["P-I-bag index memory"] = {"largest_L": int(top), "GB_at_largest_L": sizes[top],
+                                               "target_GB_at_1M": TARGET_INDEX_GB,
+                                               "meets_target": bool(top >= 1_000_000 and sizes[top] <= TARGET_INDEX_GB)}
         write_table(table, out, "scaling", caption=f"Prediction cost against L (synthetic planted data, encoders excluded); "
                     f"machine: {raw['machine']}")
     summary = {"bench": str(path), "machine": (raw or {}).get("machine"), "reading": reading}
