@@ -199,7 +199,13 @@ class Predictor:
     def recommend(self, products: list[Product], top_k: int = 10, shortlist: int | None = None,
                   timings: dict | None = None) -> list[list[tuple[str, str, float]]]:
         """Per product, its top_k labels as (label uid, title, fused score); `timings` receives ms per product of
-        encode (raw title and images through the encoders and Module I) / retrieve (Module II-III) / rank (IV)."""
+        encode (raw title and images through the encoders and Module I) / retrieve (Module II-III) / rank (IV).
+        One product runs on one thread (the small operations of a single query lose time to splitting them across
+        cores); a batch on every core."""
+        with _threads(1 if len(products) == 1 else None):
+            return self._recommend(products, top_k, shortlist, timings)
+
+    def _recommend(self, products, top_k, shortlist, timings):
         size = max(shortlist or self.shortlist.size, top_k)
         t0 = time.perf_counter()
         inputs = self.inputs(products)
@@ -223,6 +229,27 @@ class Predictor:
             out.append([(self.labels.uids[l], self.label_titles[l], round(float(scores.data[s:e_][o] - 10.0), 5))
                         for l, o in zip(labs, order)])
         return out
+
+
+class _threads:
+    """torch's and faiss's thread counts set to n for a block (None: left as they are), then put back."""
+
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        import faiss
+
+        self.before = (torch.get_num_threads(), faiss.omp_get_max_threads())
+        if self.n:
+            torch.set_num_threads(self.n)
+            faiss.omp_set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import faiss
+
+        torch.set_num_threads(self.before[0])
+        faiss.omp_set_num_threads(self.before[1])
 
 
 def time_recommend(predictor: Predictor, products: list[Product], shortlist: int | None = None) -> dict:

@@ -144,7 +144,7 @@ def test_vote_index_rule_is_exact_below_the_threshold_and_hnsw_only_where_valida
 
 
 @pytest.mark.smoke
-def test_model_folder_carries_the_hnsw_vote_index(smoke_run, tmp_path):
+def test_model_folder_carries_the_hnsw_vote_index(smoke_run, tmp_path, monkeypatch):
     """A Predictor whose votes search HNSW saves that index (votes.faiss) and its loaded folder searches it, not a
     rebuilt one: the same recommendations; a folder that lost the file is refused with the reason."""
     from dataclasses import replace
@@ -166,6 +166,13 @@ def test_model_folder_carries_the_hnsw_vote_index(smoke_run, tmp_path):
     assert q.vote_index.kind == "hnsw" and q.vote_index.build_seconds == 0.0  # read, not built
     prods = [Product(u, t) for u, t in zip(run.dataset.uids["test"][:5], run.dataset.titles["test"][:5])]
     assert q.recommend(prods, top_k=5) == p.recommend(prods, top_k=5)
+    import mufin_lib.predictor as predictor_module
+
+    seen, score = [], predictor_module.score_pairs
+    monkeypatch.setattr(predictor_module, "score_pairs", lambda *a, **k: seen.append(torch.get_num_threads()) or score(*a, **k))
+    before = torch.get_num_threads()
+    q.recommend(prods[:1]), q.recommend(prods)
+    assert seen == [1, before] and torch.get_num_threads() == before  # one query on one thread, a batch on all
     (folder / "votes.faiss").unlink()
     with pytest.raises(FileNotFoundError, match="votes.faiss: missing"):
         Predictor.load(folder)
