@@ -2,7 +2,7 @@
 change P@k? On a finished run's validation split (no test point is read): every shortlisted pair scored with the
 label side in float32 and in float16, then P@1 / P@5 of Module IV alone (alpha = 0: where float16 could matter most)
 and of the paper's score at the run's alpha, and the largest score difference. Writes
-runs/benchmarks/label_side_precision.json (one result per run, merged with earlier ones).
+runs/benchmarks/label_side_precision.json (one result per run, merged with earlier ones; stage 11 tabulates it).
 
     python benchmarks/label_side_precision.py --run runs/<id> [--run runs/<id2> ...]
 """
@@ -55,13 +55,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", action="append", required=True)
     a = ap.parse_args()
-    done = json.loads(OUT.read_text()) if OUT.exists() else {}
+    done = {r["run"]: r for r in (json.loads(OUT.read_text())["results"] if OUT.exists() else [])}
     for r in a.run:
         res = measure(open_run(r))
         print(json.dumps(res, indent=1))
         done[res["run"]] = res
     with atomic_write(OUT) as f:
-        json.dump(done, f, indent=1)
+        json.dump({"benchmark": "label_side_precision", "results": list(done.values())}, f, indent=1)
 
 
 if __name__ == "__main__":

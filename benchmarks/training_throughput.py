@@ -1,6 +1,6 @@
 """Benchmark: training throughput of Modules I and IV (points/s) read from finished runs' training histories (each
 epoch's seconds, validation excluded), and the offline encoders' throughput (titles/s, images/s) measured here on
-this machine's threads. Module IV's epochs are split into those on frozen features (its encoder copy fixed) and those
+this machine's threads (stage 11 tabulates it). Module IV's epochs are split into those on frozen features (its encoder copy fixed) and those
 that train the encoder copy too. Writes runs/benchmarks/training_throughput.json.
 
     python benchmarks/training_throughput.py [--run runs/<id> ...] [--texts 2048] [--images 256]
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -76,9 +77,10 @@ def main():
     ap.add_argument("--texts", type=int, default=2048)
     ap.add_argument("--images", type=int, default=256)
     a = ap.parse_args()
-    res = {"machine": {"platform": platform.platform(), "cpu_count": __import__("os").cpu_count(),
+    res = {"benchmark": "training_throughput",
+           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                        "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-           "modules": [r for d in a.run for r in from_run(d)], "encoders": encoders(a.texts, a.images)}
+           "results": [r for d in a.run for r in from_run(d)] + encoders(a.texts, a.images)}
     print(json.dumps(res, indent=1))
     with atomic_write(OUT) as f:
         json.dump(res, f, indent=1)

@@ -204,3 +204,26 @@ def test_peer_scorers_popularity_and_train_point_votes():
     assert V[0, 0] > 0.99 and V[0, 1] < 0.01  # the nearest point's labels
     assert abs(V[1, 2] - 1.4) < 1e-4  # 0.8 (point 2) + 0.6 (point 1) on the label both have
     assert abs(V[1, 1] - 0.8) < 1e-4 and abs(V[1, 3] - 0.8) < 1e-4 and V[1, 0] == 0  # point 0 is not a neighbour
+
+
+def test_stage11_tabulates_the_training_throughput_and_label_side_results(tmp_path):
+    """The JSON that benchmarks/training_throughput.py and label_side_precision.py write is what stage 11 reads (a
+    format stage 11 refuses would stop every whole run at notebook 11)."""
+    import json
+
+    from mufin_lib.artifacts import Run
+    from mufin_lib.stages.benchmarks import BenchmarksParams, stage
+
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "training_throughput.json").write_text(json.dumps({"benchmark": "training_throughput", "machine": {"cpu_count": 2},
+        "results": [{"run": "r", "data": "d", "what": "Module I", "points_per_epoch": 100, "epochs": 2,
+                     "median_epoch_s": 1.0, "points_per_s": 100.0}, {"what": "text encoder", "items": 8, "items_per_s": 4.0}]}))
+    side = {"Module IV alone (alpha=0)": {"P@1": 2.0, "P@5": 1.0}, "the paper's score (alpha=1)": {"P@1": 3.0, "P@5": 1.5}}
+    (b / "label_side_precision.json").write_text(json.dumps({"benchmark": "label_side_precision", "results": [
+        {"run": "r", "data": "d", "split": "val", "points": 10, "paper_alpha": 1.0, "float32": {"score_s": 1.0, **side},
+         "float16": {"score_s": 1.0, **side}, "max_abs_score_diff": 1e-4}]}))
+    r = stage(Run(tmp_path / "run"), BenchmarksParams(bench_dir=str(b)))
+    assert list(r.tables["training"]["points_per_s"].fillna(0)) == [100.0, 0.0]
+    lab = r.tables["label_side"]
+    assert lab.loc[0, "Module IV alone (alpha=0) P@1 (float16)"] == 2.0 and lab.loc[0, "max |score diff|"] == 1e-4

@@ -22,7 +22,7 @@ class BenchmarksParams:
 class BenchmarksResult:
     bench_dir: Path
     raw: dict  # benchmark name -> its JSON
-    tables: dict  # "curation" | "module1" | "ranker_variants" -> DataFrame
+    tables: dict  # "curation" | "module1" | "ranker_variants" | "training" | "label_side" -> DataFrame
     summary: dict  # metrics.json
 
 
@@ -45,6 +45,20 @@ def stage(run, params: BenchmarksParams) -> BenchmarksResult:
         tables["ranker_variants"] = ranker_variants_table(rv)
         write_table(tables["ranker_variants"], out, "bench_ranker_variants",
                     caption=f"Module IV variants, test split ({rv['split']}); data per row")
+    if "training_throughput" in bench:
+        tt = bench["training_throughput"]
+        tables["training"] = pd.DataFrame(tt["results"])
+        write_table(tables["training"], out, "bench_training", caption=f"Training (points/s) and encoder (items/s) "
+                    f"throughput; machine: {tt['machine']}")
+    if "label_side_precision" in bench:
+        lp = bench["label_side_precision"]
+        tables["label_side"] = pd.DataFrame([{"run": r["run"], "data": r["data"], "split": r["split"],
+                                              "max |score diff|": r["max_abs_score_diff"],
+                                              **{f"{row} {k} ({dt})": v for dt in ("float32", "float16")
+                                                 for row, m in r[dt].items() if isinstance(m, dict) for k, v in m.items()}}
+                                             for r in lp["results"]])
+        write_table(tables["label_side"], out, "bench_label_side", caption="Module IV's label side in float16 against "
+                    "float32: P@k on validation")
     summary = {"bench_dir": str(path), "benchmarks": {k: v["results"] for k, v in bench.items()}}
     write_metrics(out, summary, METRICS)
     return BenchmarksResult(path, bench, tables, summary)
