@@ -49,8 +49,9 @@ def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, short
         x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
         if label_side is not None:  # Module IV's label side computed ahead: only the query's side runs here
             lt = torch.from_numpy(labels).to(dev)
-            r = ranker.scores_ahead(X1[ppt], m1[ppt], x1[ppt], label_side, lt[plt])
-            z1 = label_side.z1[lt].float()  # the embedding score's labels where no Module I is given
+            pick = (lambda t: t.index_select(0, ppt))  # the point of each pair (faster than t[ppt] on a CPU)
+            r = ranker.scores_ahead(pick(X1), pick(m1), pick(x1), label_side, lt.index_select(0, plt))
+            z1 = label_side.z1.index_select(0, lt).float()  # the embedding score's labels where no Module I is given
         else:
             z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
             r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])

@@ -152,9 +152,9 @@ class Ranker(nn.Module):
     def scores_ahead(self, X1, m1, x1, side: "LabelSide", rows):
         """pair_scores from a LabelSide computed ahead: point rows X1/m1/x1 aligned pair by pair, `rows` the pairs'
         rows of `side`. The same numbers as pair_scores (float32 side) in eval mode."""
-        f = (lambda t: t[rows].float())
+        f = (lambda t: t.index_select(0, rows).float())  # index_select: a few times faster than t[rows] on a CPU
         if self.combiner == "cross_attention":
-            x2 = self.A_C.attend(X1, m1, f(side.K), f(side.V), side.mask[rows])
+            x2 = self.A_C.attend(X1, m1, f(side.K), f(side.V), side.mask.index_select(0, rows))
         elif self.combiner == "concat":
             first = self.A_C[0]
             h = F.linear(x1, first.weight[:, :x1.shape[-1]]) + f(side.zc)
