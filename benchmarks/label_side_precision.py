@@ -1,4 +1,4 @@
-"""Measurement: does Module IV's label side stored in float16 (fusion.label_side; prediction's choice beyond 2 GiB)
+"""Measurement: does Module IV's label side stored in float16 (fusion.label_side; prediction's choice beyond 4 GiB)
 change P@k? On a finished run's validation split (no test point is read): every shortlisted pair scored with the
 label side in float32 and in float16, then P@1 / P@5 of Module IV alone (alpha = 0: where float16 could matter most)
 and of the paper's score at the run's alpha, and the largest score difference. Writes

@@ -122,7 +122,7 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
                                   np.concatenate([[0], np.cumsum(counts)]), counts, np.ones(L, bool), 15)
     label_z1 = Z  # what a model folder holds ahead of time: every label's z^1
     t = time.perf_counter()
-    # and Module IV's label side of every label, as Predictor keeps it (float32 up to 2 GiB, then float16)
+    # and Module IV's label side of every label, as Predictor keeps it (float32 up to 4 GiB, then float16)
     dtype = label_side_dtype(ranker, labels.counts)
     side = label_side(ranker, labels, np.arange(L), dtype=dtype) if dtype is not None else None
     out["label_side"] = {"s": round(time.perf_counter() - t, 1), "dtype": str(dtype).replace("torch.", ""),
@@ -191,6 +191,47 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
     return out
 
 
+def rank_only(L: int, bag: int, n_query: int, shortlist: int, seed: int) -> dict:
+    """Module IV's step alone at L labels (no index: its cost does not depend on which labels are shortlisted): the
+    label side as Predictor keeps it, and one query at a time on one thread against `shortlist` random labels."""
+    import torch
+
+    from mufin_lib.bags import BagTable
+    from mufin_lib.fusion import label_side, label_side_dtype, score_pairs
+    from mufin_lib.model import ModelParams, MufinEncoder
+    from mufin_lib.ranker import Ranker
+
+    rng = np.random.default_rng(seed)
+    desc = _unit(rng.standard_normal((L * bag, D)).astype(np.float32))
+    mp = ModelParams(D=D, text_dim=D, image_dim=D)
+    torch.manual_seed(seed)
+    enc, ranker = MufinEncoder(mp).eval(), Ranker(MufinEncoder(mp), L).eval()
+    counts = np.full(L, bag - 1)
+    labels = BagTable.from_arrays([str(i) for i in range(L)], desc[:L], desc[L:], np.concatenate([[0], np.cumsum(counts)]),
+                                  counts, np.ones(L, bool), 15)
+    t = time.perf_counter()
+    dtype = label_side_dtype(ranker, labels.counts)
+    side = label_side(ranker, labels, np.arange(L), dtype=dtype) if dtype is not None else None
+    out = {"L": L, "bag": bag, "shortlist": shortlist, "label_side": {"s": round(time.perf_counter() - t, 1),
+           "dtype": str(dtype).replace("torch.", ""), "GB": round(side.nbytes() / 1e9, 2) if side is not None else 0.0}}
+    z1 = desc[:L]
+    torch.set_num_threads(1)
+    ms = []
+    with torch.no_grad():
+        for i in range(n_query + 5):
+            q = torch.from_numpy(desc[i:i + 1])
+            inp = (q, torch.ones(1, dtype=torch.bool), torch.zeros(1, 0, D), torch.zeros(1, 0, dtype=torch.bool))
+            sl = rng.choice(L, (1, shortlist), replace=False)
+            x1 = enc(*inp)[0].numpy()  # retrieval's x^1, outside the step as in Predictor
+            t = time.perf_counter()
+            score_pairs(ranker, inp, labels, np.arange(L), sl, enc, z1, True, side, point_x1=x1)
+            if i >= 5:  # the first few warm up
+                ms.append(1000 * (time.perf_counter() - t))
+    out["rank_ms_single_query_1_thread"] = round(float(np.mean(ms)), 3)
+    out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
+    return out
+
+
 def _plt(L, cl, lq, Y, seed) -> dict:
     """napkinXC PLT on TF-IDF of planted token titles: a label's title names its cluster and one of 8 sub-words; a
     point's text is its first label's title with one word dropped at random."""
@@ -233,7 +274,18 @@ def main():
     ap.add_argument("--plt-max", type=int, default=100000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--rank-only", action="store_true",
+                    help="Module IV's step alone at each size (no index): runs/benchmarks/scaling_rank.json")
     a = ap.parse_args()
+    if a.rank_only:
+        from mufin_lib.paths import RUNS_DIR, atomic_write
+
+        res = [rank_only(int(L), a.bag, 50, 150, a.seed) for L in a.sizes.split(",")]
+        print(json.dumps(res, indent=1))
+        with atomic_write(RUNS_DIR / "benchmarks" / "scaling_rank.json") as f:
+            json.dump({"benchmark": "scaling_rank", "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+                       "results": res}, f, indent=1)
+        return
     if a.one:
         print(json.dumps(one_size(a.one, a.bag, a.queries, a.shortlist, a.seed, a.plt_max)))
         return

@@ -87,9 +87,9 @@ def label_states(ranker, label_table, label_rows: np.ndarray, batch: int = 4096)
     return torch.cat(z), torch.cat(Z), torch.cat(M)
 
 
-# Module IV's label side (A_C's keys and values, the classifiers) is kept ahead in float32 up to 2 GiB, in float16
-# up to that again; beyond, the labels' bags are encoded per batch of queries
-LABEL_SIDE_BYTES = 2 << 30
+# Module IV's label side (A_C's keys and values, the classifiers, z^1) is kept ahead in float32 up to 4 GiB, in
+# float16 up to that again (1M labels with bags of two: 2.3 GB); beyond, the labels' bags are encoded per query
+LABEL_SIDE_BYTES = 4 << 30
 
 
 @torch.no_grad()
