@@ -174,9 +174,12 @@ class Run:
     def vote_index(self) -> VectorIndex:
         """The index the votes search: stage 04's HNSW (module3/votes.faiss) where it chose one, else exact."""
         f = self.dir / "module3" / layout.VOTE_INDEX
-        if self.shortlist_record.get("vote_index_chosen") == "hnsw" and f.exists():
-            return VectorIndex.load(f, "hnsw", VOTE_HNSW["ef_search"])
-        return VectorIndex(self.fit_embeddings)
+        if self.shortlist_record.get("vote_index_chosen") != "hnsw":
+            return VectorIndex(self.fit_embeddings)
+        if not f.exists():  # exact search in its place would change every vote: refuse, as a model folder does
+            raise FileNotFoundError(f"{f}: missing; module3/shortlist.json says stage 04 chose an HNSW vote index "
+                                    f"saved there (run stage 04 again: mufin run --resume {self.dir.name} --only 04)")
+        return VectorIndex.load(f, "hnsw", VOTE_HNSW["ef_search"])
 
     def train_votes(self, neighbours: int) -> TrainVotes:
         """Module III's training-point votes over the fit points."""

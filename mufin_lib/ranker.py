@@ -76,8 +76,8 @@ class CrossAttention(nn.Module):
         query changes. Z: (L, w, D) -> K (L, H, w, D/H), V' (L, H, w, D), with out = sum_h softmax(q_h K_h) V'_h + b_o
         (softmax rows sum to one, so the output projection commutes with the weighted sum)."""
         a, D, H = self.attn, Zk.shape[-1], self.attn.num_heads
-        Wq, Wk, Wv = a.in_proj_weight.split(D)
-        bq, bk, bv = a.in_proj_bias.split(D)
+        _, Wk, Wv = a.in_proj_weight.split(D)
+        _, bk, bv = a.in_proj_bias.split(D)
         K, V = self._heads(Zk, Wk, bk), self._heads(Zk, Wv, bv)
         Wo = a.out_proj.weight.view(D, H, D // H)  # the columns of W_o that read head h
         return K, torch.einsum("lhwd,ehd->lhwe", V, Wo)

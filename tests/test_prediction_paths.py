@@ -188,3 +188,16 @@ def test_index_bytes_is_the_serialised_size():
     for kind in ("flat", "hnsw"):
         idx = VectorIndex(x, kind).index
         assert abs(index_bytes(idx) - len(faiss.serialize_index(idx))) < 0.01 * len(faiss.serialize_index(idx))
+
+
+def test_a_run_whose_hnsw_vote_index_is_missing_is_refused(tmp_path):
+    """A run whose stage 04 chose HNSW votes but lost module3/votes.faiss is refused with the file and the fix, not
+    searched exactly in its place (which would change every vote)."""
+    import json
+
+    from mufin_lib.artifacts import Run
+
+    (tmp_path / "r" / "module3").mkdir(parents=True)
+    (tmp_path / "r" / "module3" / "shortlist.json").write_text(json.dumps({"vote_index_chosen": "hnsw"}))
+    with pytest.raises(FileNotFoundError, match="votes.faiss: missing.*--only 04"):
+        Run(tmp_path / "r").vote_index

@@ -68,16 +68,16 @@ def stage(run, params: Module3Params) -> Module3Result:
     fit_pos = np.full(run.dataset.Y["train"].shape[0], -1)
     fit_pos[run.carve[0]] = np.arange(len(run.carve[0]))  # a training point's own row among the voters
     ks = [k for k in (10, 50, 100, 200, 300) if k <= params.shortlist]
-    x_val = embed_rows(run.module1, run.bags, run.bags.rows_of(run.split("val").uids[:2000]))
-    index, vote_rec = vote_index(run.fit_embeddings, params.vote_index, x_val, params.vote_neighbours,
+    splits = {name: run.split(name) for name in ("train", "val", "test")}
+    x1s = {name: embed_rows(run.module1, run.bags, run.bags.rows_of(sp.uids)) for name, sp in splits.items()}
+    index, vote_rec = vote_index(run.fit_embeddings, params.vote_index, x1s["val"][:2000], params.vote_neighbours,
                                  params.vote_hnsw_above, params.vote_min_recall)
     if index.kind == "hnsw":  # later stages (and the model folder) search the same index, not a rebuilt one
         index.save(out / VOTE_INDEX)
     run.vote_index = index
     second = second_source(run, params.augment, params.vote_neighbours)
-    for name in ("train", "val", "test"):
-        split = run.split(name)
-        x1 = embed_rows(run.module1, run.bags, run.bags.rows_of(split.uids))
+    for name, split in splits.items():
+        x1 = x1s[name]
         t0 = time.perf_counter()
         S, I = shortlist_points(run.index, x1, params.shortlist, second, params.augment_share,
                                 fit_pos if name == "train" else None)
