@@ -210,17 +210,12 @@ class Embeddings:
         return out
 
 
-def embed_dataset(root: Path, text_encoder: str = OFFLINE_TEXT, image_encoder: str = OFFLINE_IMAGE,
-                  image_weights: str | None = None, keep_top_k: int = 15, batch_size: int = 64,
-                  cache_dir: Path = CACHE_DIR / "embeddings") -> Embeddings:
-    """Encode every product of an XC dataset once (frozen encoders); cached on disk, memory-mapped,
-    keyed by encoder names, weights and the dataset's checksum, and reused by every later stage."""
-    from .data.images import ImageStore
+def _dataset_uids(root: Path) -> tuple[list[str], list[str], int]:
+    """Every product of an XC dataset once, in the cache's row order (labels, then train, then test points not
+    already seen), their titles, and the number of labels."""
     from .data.xc import _read_raw
 
-    root = Path(root)
-    uids, titles = [], []
-    seen = set()
+    uids, titles, seen, n_labels = [], [], set(), 0
     for split in ("label", "train", "test"):
         us, ts = _read_raw(root / "raw_data" / f"{split}.raw.txt")
         for u, t in zip(us, ts):
@@ -228,9 +223,36 @@ def embed_dataset(root: Path, text_encoder: str = OFFLINE_TEXT, image_encoder: s
                 seen.add(u); uids.append(u); titles.append(t)
         if split == "label":
             n_labels = len(uids)
+    return uids, titles, n_labels
+
+
+def _cache_dir(root: Path, uids: list[str], n_labels: int, text_encoder: str, image_encoder: str,
+               image_weights: str | None, keep_top_k: int, cache_dir: Path) -> Path:
     key = hashlib.sha256(json.dumps([text_encoder, image_encoder, image_weights, keep_top_k,
                                      dataset_digest(root, labels_only=len(uids) == n_labels)]).encode()).hexdigest()[:16]
-    cdir = Path(cache_dir) / key
+    return Path(cache_dir) / key
+
+
+def _save_embeddings(cdir: Path, text, image, offsets, meta: dict) -> None:
+    """The three arrays, then key.json last (each written atomically)."""
+    for n, a in (("text", text), ("image", image), ("img_offsets", offsets)):
+        with atomic_path(cdir / f"{n}.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, a)
+    with atomic_write(cdir / "key.json") as f:
+        json.dump(meta, f, indent=2)
+
+
+def embed_dataset(root: Path, text_encoder: str = OFFLINE_TEXT, image_encoder: str = OFFLINE_IMAGE,
+                  image_weights: str | None = None, keep_top_k: int = 15, batch_size: int = 64,
+                  cache_dir: Path = CACHE_DIR / "embeddings") -> Embeddings:
+    """Encode every product of an XC dataset once (frozen encoders); cached on disk, memory-mapped,
+    keyed by encoder names, weights and the dataset's checksum, and reused by every later stage."""
+    from .data.images import ImageStore
+
+    root = Path(root)
+    uids, titles, n_labels = _dataset_uids(root)
+    cdir = _cache_dir(root, uids, n_labels, text_encoder, image_encoder, image_weights, keep_top_k, cache_dir)
     files = {n: cdir / f"{n}.npy" for n in ("text", "image", "img_offsets")}
     if all(f.exists() for f in files.values()):
         arr = {n: np.load(f, mmap_mode="r") for n, f in files.items()}
@@ -253,12 +275,27 @@ def embed_dataset(root: Path, text_encoder: str = OFFLINE_TEXT, image_encoder: s
         image = np.zeros((0, 1), np.float32)
         counts = np.zeros(len(uids), int)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    for n, a in (("text", text), ("image", image), ("img_offsets", offsets)):
-        with atomic_path(files[n]) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, a)
-    with atomic_write(cdir / "key.json") as f:
-        json.dump({"text_encoder": text_encoder, "image_encoder": image_encoder, "image_weights": image_weights,
-                   "keep_top_k": keep_top_k, "dataset": str(root), "n_uids": len(uids),
-                   "image_read_report": store.report.as_dict()}, f, indent=2)
+    _save_embeddings(cdir, text, image, offsets,
+                     {"text_encoder": text_encoder, "image_encoder": image_encoder, "image_weights": image_weights,
+                      "keep_top_k": keep_top_k, "dataset": str(root), "n_uids": len(uids),
+                      "image_read_report": store.report.as_dict()})
     return Embeddings(uids, text, image, offsets)
+
+
+def store_precomputed(root: Path, text: np.ndarray, source: str, text_encoder: str = OFFLINE_TEXT,
+                      keep_top_k: int = 15, cache_dir: Path = CACHE_DIR / "embeddings") -> Path:
+    """Title embeddings computed elsewhere, one row per product in the cache's order (the dataset's labels, then
+    its train and test points not already seen), stored where `embed_dataset(root, text_encoder, "")` finds them:
+    every stage then reads them instead of encoding (text only). `source` says where they come from (key.json).
+    Returns the cache folder."""
+    root = Path(root)
+    uids, _, n_labels = _dataset_uids(root)
+    text = np.ascontiguousarray(text, dtype=np.float32)
+    if text.ndim != 2 or text.shape[0] != len(uids):
+        raise ValueError(f"{root}: precomputed embeddings of shape {text.shape}: expected ({len(uids)}, D), one row "
+                         "per product (labels, then train and test points not already seen)")
+    cdir = _cache_dir(root, uids, n_labels, text_encoder, "", None, keep_top_k, cache_dir)
+    _save_embeddings(cdir, text, np.zeros((0, 1), np.float32), np.zeros(len(uids) + 1, np.int64),
+                     {"text_encoder": text_encoder, "image_encoder": "", "image_weights": None, "keep_top_k": keep_top_k,
+                      "dataset": str(root), "n_uids": len(uids), "precomputed": source})
+    return cdir

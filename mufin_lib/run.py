@@ -208,6 +208,62 @@ def _reused(record: dict, run_path: Path, name: str, key: str, log) -> bool:
     return True
 
 
+class KernelPeak:
+    """The largest peak resident memory (VmHWM) of any process below this one while a notebook runs (its kernel,
+    and what the kernel starts), read from /proc each `interval` seconds and once at the end: the peak a stage needs
+    of this machine. None where /proc has no such fields (not Linux)."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval, self.kb, self._stop = interval, None, None
+
+    @staticmethod
+    def _children() -> dict[int, list[int]]:
+        kids: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                kids.setdefault(ppid, []).append(int(d.name))
+        return kids
+
+    def sample(self) -> None:
+        kids, todo = self._children(), [os.getpid()]
+        while todo:
+            for pid in kids.get(todo.pop(), []):
+                todo.append(pid)
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.kb = max(self.kb or 0, int(line.split()[1]))
+                except (OSError, ValueError):
+                    pass
+
+    def __enter__(self):
+        import threading
+        if not Path("/proc/self/status").exists():
+            return self
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.wait(self.interval):
+                self.sample()
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+        return False
+
+    @property
+    def gb(self) -> float | None:
+        return None if self.kb is None else round(self.kb / 2 ** 20, 2)
+
+
 def run_variants(record: dict, run_path: Path, log=print) -> None:
     """The ablation variants notebook 08 asks for (its `variants`), each a run beside this one
     (variants.variant_run_id) of the chain 01-06 with the variant's overrides on this run's preset and overrides; every
@@ -259,14 +315,16 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
         final = out_dir / f"{name}.ipynb"
         partial = out_dir / f"{name}.partial.ipynb"  # papermill saves as it goes: never under the final name
         t0 = time.time()
+        peak = KernelPeak()
         try:
             # the console shows the notebook's own progress (its tqdm bars and stderr) as it runs, cell by cell
             # on a terminal; the kernel's own log is silenced (its "TCP without encryption" warning is for
             # remote kernels, and ours listens on 127.0.0.1 only)
-            pm.execute_notebook(str(specs[name].path), str(partial), parameters=params, kernel_name="python3",
-                                cwd=str(specs[name].path.parent), progress_bar=sys.stderr.isatty(),
-                                log_output=False, stderr_file=sys.stderr,
-                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+            with peak:
+                pm.execute_notebook(str(specs[name].path), str(partial), parameters=params, kernel_name="python3",
+                                    cwd=str(specs[name].path.parent), progress_bar=sys.stderr.isatty(),
+                                    log_output=False, stderr_file=sys.stderr,
+                                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except pm.PapermillExecutionError as e:
             entry.update(status="failed", end=now(), duration_s=round(time.time() - t0, 2),
                          error={"cell_index": e.cell_index, "ename": e.ename, "evalue": e.evalue})
@@ -283,9 +341,10 @@ def execute(record: dict, run_path: Path, log=print) -> dict:
             raise
         tidy_executed(partial)
         os.replace(partial, final)
-        entry.update(status="ok", end=now(), duration_s=round(time.time() - t0, 2), output=str(final.relative_to(run_path)))
+        entry.update(status="ok", end=now(), duration_s=round(time.time() - t0, 2), peak_rss_GB=peak.gb,
+                     output=str(final.relative_to(run_path)))
         write_run_json(run_path, record)
-        log(f"    ok in {entry['duration_s']:.1f} s")
+        log(f"    ok in {entry['duration_s']:.1f} s" + (f", peak {peak.gb} GB" if peak.gb is not None else ""))
     record.update(status="ok", end=now())
     write_run_json(run_path, record)
     return record
