@@ -8,10 +8,10 @@ PRESET ?= default
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce ablations smoke test test-fast test-smoke test-slow lab bench scaling ranker-variants clean-runs help
+.PHONY: reproduce ablations smoke test test-fast test-smoke test-slow lab bench scaling real-shape ranker-variants clean-runs help
 
 help:
-	@echo "make reproduce [PRESET=default|smoke|paper|hm|mango|mango-xc|polyvore] | make ablations PRESET=hm | make test | make test-fast | make lab | make bench | make scaling | make ranker-variants RUN=runs/<id>"
+	@echo "make reproduce [PRESET=default|smoke|paper|hm|mango|mango-xc|polyvore] | make ablations PRESET=hm | make test | make test-fast | make lab | make bench | make scaling | make real-shape | make ranker-variants RUN=runs/<id>"
 
 # Reinstalls only when pyproject.toml or constraints.txt changed since the last install.
 $(STAMP): pyproject.toml constraints.txt
@@ -59,6 +59,12 @@ bench: $(STAMP)
 # Prediction cost against L, 10K to 1M labels (about half an hour on 2 cores), then notebook 13 plots it
 scaling: $(STAMP)
 	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/mufin run --only 13 --publish
+
+# Stages 01-07 at MM-AmazonTitles-300K's shape on planted data (seconds and peak memory per stage; REPRODUCE.md gives
+# its time), then notebook 13 plots it beside the scaling benchmark
+real-shape: $(STAMP)
+	$(BIN)/python benchmarks/real_shape.py
 	$(BIN)/mufin run --only 13 --publish
 
 # Module IV variants retrained on a finished run (REPRODUCE.md gives its time): make ranker-variants RUN=runs/<id>

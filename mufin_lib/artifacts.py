@@ -35,7 +35,8 @@ from .module1 import load_model, saved_params
 from .paths import RUNS_DIR, resolve
 from .pipeline import differences, modules_name
 from .ranker import load_ranker
-from .retrieval import VOTE_HNSW, LabelCentroids, LabelIndex, TrainVotes, VectorIndex, load_shortlist
+from .retrieval import (VOTE_HNSW, LabelCentroids, LabelIndex, TrainVotes, VectorIndex, load_shortlist,
+                        load_vote_neighbours)
 
 
 class Run:
@@ -180,6 +181,15 @@ class Run:
             raise FileNotFoundError(f"{f}: missing; module3/shortlist.json says stage 04 chose an HNSW vote index "
                                     f"saved there (run stage 04 again: mufin run --resume {self.dir.name} --only 04)")
         return VectorIndex.load(f, "hnsw", VOTE_HNSW["ef_search"])
+
+    def found_neighbours(self, split: str, neighbours: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Stage 04's vote neighbours of a split's points (val and its halves, test), where it searched as many with
+        the index the votes use now; None: the caller searches."""
+        if self.shortlist_record.get("vote_neighbours") != neighbours:
+            return None
+        base = "val" if split.startswith("val") else split
+        return load_vote_neighbours(self.dir / "module3" / layout.VOTE_NEIGHBOURS.format(split=base),
+                                    self.split(split).uids)
 
     def train_votes(self, neighbours: int) -> TrainVotes:
         """Module III's training-point votes over the fit points."""

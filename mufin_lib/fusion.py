@@ -161,10 +161,11 @@ def log_popularity(Y_fit: sp.csr_matrix) -> np.ndarray:
     return (np.log1p(freq) / max(np.log1p(freq.max()), 1e-12)).astype(np.float32)
 
 
-def pair_terms(voters, popularity: np.ndarray, x1: np.ndarray, shortlist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_terms(voters, popularity: np.ndarray, x1: np.ndarray, shortlist: np.ndarray, found=None) -> tuple[np.ndarray, np.ndarray]:
     """(votes, log-popularity) of each shortlisted (point, label), for points embedded by Module I (x1); `voters` is
-    Module III's TrainVotes over the fit points, `popularity` their `log_popularity`."""
-    votes = voters.pair_votes(x1, shortlist)
+    Module III's TrainVotes over the fit points, `popularity` their `log_popularity`; `found`: the points' vote
+    neighbours searched before (stage 04's), else they are searched."""
+    votes = voters.pair_votes(x1, shortlist, found=found)
     return votes, np.where(shortlist >= 0, popularity[np.maximum(shortlist, 0)], 0.0)
 
 

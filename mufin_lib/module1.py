@@ -39,7 +39,7 @@ from .model import ModelParams, MufinEncoder
 from .paths import atomic_path, atomic_write
 from .progress import tqdm
 from .retrieval import exact_search
-from .training import (dist_info, device, init_distributed, load_checkpoint, optimizer, optimizer_step,
+from .training import (autocast, dist_info, device, init_distributed, load_checkpoint, optimizer, optimizer_step,
                        save_checkpoint)
 
 # ---- loss -------------------------------------------------------------------------------------------
@@ -225,7 +225,8 @@ def _epoch(t: _Setup, epoch: int, clusters, params, progress: bool) -> tuple[dic
     bar = tqdm(batches, desc=f"module I epoch {epoch + 1}/{params.epochs}",
                disable=not progress or dist_info()[0] != 0, mininterval=2, leave=False)
     for b in bar:
-        loss = _batch_loss(t, t.fit[b], rng, gen, params)
+        with autocast(t.dev, params.mixed_precision):
+            loss = _batch_loss(t, t.fit[b], rng, gen, params)
         losses.append(optimizer_step(loss, t.opt, t.sched, t.model.parameters(), params.grad_clip))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2),

@@ -443,3 +443,18 @@ def scaling(table, title: str = ""):
     fig.suptitle(textwrap.fill(title, 100), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def real_shape(shape, target_gb: float, title: str = ""):
+    """Each stage at the real data's shape: seconds (left) and peak memory with the target line (right)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = [str(n).split("_", 1)[0] + " " + str(n).split("_", 2)[-1] for n in shape["stage"]]
+    y = range(len(shape))
+    a.barh(y, shape["seconds"] / 60, color="tab:blue")
+    a.set_yticks(list(y), names); a.invert_yaxis(); a.set_xlabel("minutes"); a.grid(alpha=0.3, axis="x")
+    b.barh(y, shape["peak_rss_GB"], color=["tab:red" if v > target_gb else "tab:green" for v in shape["peak_rss_GB"]])
+    b.axvline(target_gb, ls="--", color="k", label=f"target {target_gb:g} GB")
+    b.set_yticks(list(y), names); b.invert_yaxis(); b.set_xlabel("peak memory of the stage's process (GB)")
+    b.legend(); b.grid(alpha=0.3, axis="x")
+    fig.suptitle(title); fig.tight_layout()
+    return fig

@@ -30,7 +30,7 @@ from .layout import CHECKPOINTS, HISTORY, MODEL
 from .model import FeedForward, MufinEncoder, SelfAttention, identity_attention, masked_mean
 from .paths import atomic_path, atomic_write
 from .progress import tqdm
-from .training import dist_info, init_distributed, load_checkpoint, optimizer, optimizer_step, save_checkpoint
+from .training import autocast, dist_info, init_distributed, load_checkpoint, optimizer, optimizer_step, save_checkpoint
 
 
 @dataclass
@@ -279,9 +279,10 @@ def _epoch(model, ranker: Ranker, opt, sched, table, Y, point_rows, label_rows, 
         if len(pp) == 0:
             continue
         labels, pl = np.unique(ll, return_inverse=True)
-        scores = model(to_device(table.batch(point_rows[rows]), dev), to_device(table.batch(label_rows[labels]), dev),
-                       torch.from_numpy(pp).to(dev), torch.from_numpy(pl).to(dev), torch.from_numpy(labels).to(dev))
-        loss = ranker_loss(scores, torch.from_numpy(tt).to(dev), torch.from_numpy(pp).to(dev), len(rows), params)
+        with autocast(dev, params.mixed_precision):
+            scores = model(to_device(table.batch(point_rows[rows]), dev), to_device(table.batch(label_rows[labels]), dev),
+                           torch.from_numpy(pp).to(dev), torch.from_numpy(pl).to(dev), torch.from_numpy(labels).to(dev))
+            loss = ranker_loss(scores.float(), torch.from_numpy(tt).to(dev), torch.from_numpy(pp).to(dev), len(rows), params)
         losses.append(optimizer_step(loss, opt, sched, ranker.parameters(), params.grad_clip))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     return {"epoch": epoch + 1, "frozen_features": frozen, "loss": float(np.mean(losses)) if losses else float("nan"),

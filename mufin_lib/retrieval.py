@@ -59,7 +59,7 @@ class VectorIndex:
     least the number of vectors asked). Saved and loaded with the model folder."""
 
     def __init__(self, keys: np.ndarray | None, kind: str = "flat", M: int = 32, ef_construction: int = 200,
-                 ef_search: int = 64):
+                 ef_search: int = 64, gpu: bool = True):
         import faiss
 
         if kind not in ("flat", "hnsw"):
@@ -72,8 +72,8 @@ class VectorIndex:
         if kind == "hnsw":
             self.index = faiss.IndexHNSWFlat(keys.shape[1], M, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efConstruction = ef_construction
-        else:
-            self.index = faiss.IndexFlatIP(keys.shape[1])
+        else:  # exact search on a GPU where faiss has one (faiss's HNSW is CPU-only)
+            self.index = _maybe_gpu(faiss.IndexFlatIP(keys.shape[1]), gpu)
         self.index.add(keys)
         self.build_seconds = time.perf_counter() - t
 
@@ -250,6 +250,26 @@ def load_shortlist(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]
     return z["scores"], z["labels"], z["uids"].tolist()
 
 
+def save_vote_neighbours(path: str | Path, S: np.ndarray, N: np.ndarray, uids: list[str]) -> None:
+    """Stage 04: a split's vote neighbours (TrainVotes.neighbours_of), so that later stages need not search again."""
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, S=np.asarray(S, np.float32), N=np.asarray(N, np.int64), uids=np.array(uids))
+
+
+def load_vote_neighbours(path: str | Path, uids: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The saved vote neighbours of `uids` (every one of them must be among the saved points, else None: search)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    z = np.load(path)
+    pos = {u: i for i, u in enumerate(z["uids"].tolist())}
+    if any(u not in pos for u in uids):
+        return None
+    rows = np.fromiter((pos[u] for u in uids), np.int64, len(uids))
+    return z["S"][rows], z["N"][rows]
+
+
 class TrainVotes:
     """The labels of a point's nearest training points (Module I's embedding, exact search), each label scored by the
     sum of the similarities of the neighbours that have it. A training point never votes for itself."""
@@ -260,17 +280,24 @@ class TrainVotes:
         self.neighbours = neighbours
         self.index = index or VectorIndex(self.keys)  # built once (exact unless given an HNSW one)
 
-    def votes(self, queries: np.ndarray, exclude: np.ndarray | None = None) -> sp.csr_matrix:
+    def neighbours_of(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, fit rows) of each query's `neighbours` + 1 nearest keys (the one more stands in for a
+        training point's own row): what `votes` sums, and what stage 04 saves for the later stages (`found`)."""
+        return self.index.search(np.ascontiguousarray(queries, np.float32), min(self.neighbours + 1, len(self.keys)))
+
+    def votes(self, queries: np.ndarray, exclude: np.ndarray | None = None, found=None) -> sp.csr_matrix:
         """n x labels: each label's votes (the summed similarities of the neighbours that have it); `exclude[i]` is
-        query i's own row among the keys (-1: none)."""
+        query i's own row among the keys (-1: none). `found`: these queries' `neighbours_of`, searched before."""
         import hashlib
 
         queries = np.ascontiguousarray(queries, np.float32)
         key = hashlib.sha1(queries.tobytes() + (b"" if exclude is None else np.asarray(exclude, np.int64).tobytes())).digest()
         if getattr(self, "_last", (None,))[0] == key:  # the shortlist and the fusion ask for the same queries' votes
             return self._last[1]
-        n_nb = min(self.neighbours + 1, len(self.keys))
-        S, N = self.index.search(queries, n_nb)
+        if found is not None and (len(found[0]) != len(queries) or found[0].shape[1] != min(self.neighbours + 1, len(self.keys))):
+            raise ValueError(f"found neighbours of shape {found[0].shape}: expected ({len(queries)}, "
+                             f"{min(self.neighbours + 1, len(self.keys))}) for these queries")
+        S, N = self.neighbours_of(queries) if found is None else found
         S = np.maximum(S, 0) + 1e-6
         S[N < 0] = 0.0  # an approximate index may return fewer neighbours
         N = np.maximum(N, 0)
@@ -283,9 +310,9 @@ class TrainVotes:
         self._last = (key, V)
         return V
 
-    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None, found=None) -> tuple[np.ndarray, np.ndarray]:
         """(votes, labels), n x k, best first, -1 where fewer labels got a vote."""
-        V = self.votes(queries, exclude)
+        V = self.votes(queries, exclude, found)
         out_s, out_i = np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
         for i in range(V.shape[0]):
             a, b = V.indptr[i], V.indptr[i + 1]
@@ -293,11 +320,13 @@ class TrainVotes:
             out_s[i, :len(order)], out_i[i, :len(order)] = V.data[a:b][order], V.indices[a:b][order]
         return out_s, out_i
 
-    def pair_votes(self, queries: np.ndarray, shortlist: np.ndarray, block: int = 8192) -> np.ndarray:
-        """Each shortlisted (query, label)'s votes divided by the number of voters (0..1; 0 where none or no label)."""
+    def pair_votes(self, queries: np.ndarray, shortlist: np.ndarray, block: int = 8192, found=None) -> np.ndarray:
+        """Each shortlisted (query, label)'s votes divided by the number of voters (0..1; 0 where none or no label).
+        `found`: the queries' `neighbours_of`, searched before (stage 04 saves them)."""
         out = np.zeros(shortlist.shape, np.float32)
         for s in range(0, len(shortlist), block):  # blocks of queries bound the (query, label) index arrays
-            V, sl = self.votes(queries[s:s + block]), shortlist[s:s + block]
+            part = None if found is None else (found[0][s:s + block], found[1][s:s + block])
+            V, sl = self.votes(queries[s:s + block], found=part), shortlist[s:s + block]
             rows = np.repeat(np.arange(len(sl)), sl.shape[1])
             got = np.asarray(V[rows, np.maximum(sl, 0).ravel()]).ravel().reshape(sl.shape)
             out[s:s + block] = np.where(sl >= 0, got / self.neighbours, 0.0)
@@ -350,7 +379,7 @@ def merge_shortlists(first: np.ndarray, second: np.ndarray, size: int, second_ma
 
 
 def shortlist_points(index: LabelIndex, x1: np.ndarray, size: int, second=None, second_share: float = 0.5,
-                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     exclude: np.ndarray | None = None, found=None) -> tuple[np.ndarray, np.ndarray]:
     """Module III for points embedded by Module I (x1): (scores, labels) of their shortlists of `size` labels from
     the index and, with a `second` source (TrainVotes or LabelCentroids: anything with .search(x1, k, exclude)), up
     to `second_share` of each shortlist from it, interleaved. Scores are the order (best highest): the ranker and
@@ -358,6 +387,6 @@ def shortlist_points(index: LabelIndex, x1: np.ndarray, size: int, second=None, 
     S, I = index.search(x1, size)
     if second is None:
         return S, I
-    _, V = second.search(x1, size, exclude)
+    _, V = second.search(x1, size, exclude) if found is None else second.search(x1, size, exclude, found)
     I = merge_shortlists(I, V, size, int(round(size * second_share)))
     return np.where(I >= 0, size - np.arange(size)[None, :], -np.inf).astype(np.float32), I

@@ -40,6 +40,14 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def autocast(dev: torch.device, on: bool):
+    """bfloat16 autocast of a training step's forward pass where asked and on a GPU (a CPU trains in float32: its
+    bfloat16 kernels are slower there); bfloat16 needs no loss scaling."""
+    import contextlib
+
+    return torch.autocast("cuda", dtype=torch.bfloat16) if on and dev.type == "cuda" else contextlib.nullcontext()
+
+
 def lr_lambda(schedule: str, warmup: int, total: int):
     """Linear warm-up over `warmup` steps, then cosine (paper) or linear (authors' code) decay to 0 at `total`."""
     def f(step):

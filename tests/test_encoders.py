@@ -64,3 +64,25 @@ def test_text_encoder_offline_and_from_a_local_path(tmp_path):
     m.save(str(tmp_path / "minilm"))
     e2 = encode_texts(load_text_encoder(str(tmp_path / "minilm")), ["stainless kettle"])
     assert np.allclose(e2[0], e[0], atol=1e-5)
+
+
+def test_precomputed_embeddings_are_read_where_stage01_caches_and_a_wrong_shape_is_refused(tmp_path):
+    """store_precomputed puts title embeddings where embed_dataset looks (no encoder runs: its name loads nothing),
+    in the cache's row order; a row count that is not one per product names the dataset and what was expected."""
+    import scipy.sparse as sp
+
+    from mufin_lib.data.xc import XCDataset, write_xc
+    from mufin_lib.encoders import embed_dataset, store_precomputed
+
+    uids = {"label": ["a", "b", "c"], "train": ["p", "a"], "test": ["t"]}  # "a" is a label and a train point
+    ds = XCDataset(tmp_path, uids, {k: [f"title {u}" for u in v] for k, v in uids.items()},
+                   {"train": sp.csr_matrix(np.eye(2, 3)), "test": sp.csr_matrix(np.ones((1, 3)))})
+    write_xc(ds, tmp_path / "ds")
+    text = np.arange(5 * 4, dtype=np.float32).reshape(5, 4)  # a, b, c, p, t
+    store_precomputed(tmp_path / "ds", text, "a test", text_encoder="no-such-encoder", cache_dir=tmp_path / "cache")
+    emb = embed_dataset(tmp_path / "ds", "no-such-encoder", "", cache_dir=tmp_path / "cache")
+    assert emb.uids == ["a", "b", "c", "p", "t"]
+    np.testing.assert_array_equal(emb.text, text)
+    assert emb.img_offsets.tolist() == [0] * 6
+    with pytest.raises(ValueError, match=r"ds: precomputed embeddings of shape \(4, 4\): expected \(5, D\)"):
+        store_precomputed(tmp_path / "ds", text[:4], "a test", cache_dir=tmp_path / "cache")

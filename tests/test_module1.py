@@ -218,3 +218,20 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_stage_starts_afresh(tiny, tmp
     assert st.epoch == 2
     for (k, a), (_, b) in zip(full.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_mixed_precision_autocasts_training_on_a_gpu_only():
+    """02/05.mixed_precision: bfloat16 autocast where the device is a GPU; a CPU (or the option off) trains in
+    float32 as before."""
+    import warnings
+
+    import torch
+
+    from mufin_lib.training import autocast
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CUDA is not available": the context is still the GPU's
+        on = autocast(torch.device("cuda"), True)
+    assert isinstance(on, torch.autocast) and on.fast_dtype == torch.bfloat16 and on.device == "cuda"
+    assert not isinstance(autocast(torch.device("cpu"), True), torch.autocast)
+    assert not isinstance(autocast(torch.device("cuda"), False), torch.autocast)

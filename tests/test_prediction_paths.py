@@ -121,6 +121,18 @@ def test_stage13_reads_the_benchmark_against_the_targets(tmp_path):
     assert len(r.table) == 4 and (tmp_path / "run" / "scaling" / "scaling.csv").exists()
     mem = r.reading["P-I-bag index memory"]  # 5 GB at 1M labels: above the 4 GB target
     assert mem["GB_at_largest_L"] == 5.0 and not mem["meets_target"]
+    assert r.shape is None and "303K-shape run, peak memory" not in r.reading
+    # benchmarks/real_shape.py's stages: one over 16 GB fails the target, and the reading names it
+    stages = [{"stage": "04_module3_shortlists", "seconds": 60.0, "peak_rss_GB": 17.5},
+              {"stage": "05_module4_ranker", "seconds": 120.0, "peak_rss_GB": 9.0}]
+    (tmp_path / "b" / "real_shape.json").write_text(json.dumps({"benchmark": "real_shape", "results": stages}))
+    r = stage(Run(tmp_path / "run"), ScalingParams(bench_dir=str(tmp_path / "b")))
+    shape = r.reading["303K-shape run, peak memory"]
+    assert (shape["largest_peak_GB"], shape["in_stage"], shape["total_s"]) == (17.5, "04_module3_shortlists", 180.0)
+    assert not shape["meets_target"] and len(r.shape) == 2
+    stages[0]["peak_rss_GB"] = 15.0
+    (tmp_path / "b" / "real_shape.json").write_text(json.dumps({"benchmark": "real_shape", "results": stages}))
+    assert stage(Run(tmp_path / "run"), ScalingParams(bench_dir=str(tmp_path / "b"))).reading["303K-shape run, peak memory"]["meets_target"]
 
 
 def test_vote_index_rule_is_exact_below_the_threshold_and_hnsw_only_where_validation_recall_holds():
@@ -201,3 +213,58 @@ def test_a_run_whose_hnsw_vote_index_is_missing_is_refused(tmp_path):
     (tmp_path / "r" / "module3" / "shortlist.json").write_text(json.dumps({"vote_index_chosen": "hnsw"}))
     with pytest.raises(FileNotFoundError, match="votes.faiss: missing.*--only 04"):
         Run(tmp_path / "r").vote_index
+
+
+def test_vote_neighbours_found_before_give_the_searched_votes_and_are_read_back_by_uid(tmp_path):
+    from mufin_lib.retrieval import TrainVotes, load_vote_neighbours, save_vote_neighbours
+
+    rng = np.random.default_rng(1)
+    keys = rng.standard_normal((300, 12)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    Y = sp.random(300, 40, density=0.05, random_state=1, format="csr")
+    q = rng.standard_normal((50, 12)).astype(np.float32)
+    sl = rng.integers(-1, 40, (50, 10))
+    searched = TrainVotes(keys, Y, 5).pair_votes(q, sl, block=16)
+    found = TrainVotes(keys, Y, 5).neighbours_of(q)
+    assert found[0].shape == (50, 6)
+    np.testing.assert_array_equal(TrainVotes(keys, Y, 5).pair_votes(q, sl, block=16, found=found), searched)
+    wrong = (found[0][:, ::-1].copy(), found[1][:, ::-1].copy())  # not these queries' order: other votes' weights
+    assert not np.array_equal(TrainVotes(keys, Y, 5).pair_votes(q, sl, found=(wrong[0] * 0, wrong[1])), searched)
+    with pytest.raises(ValueError, match="expected"):
+        TrainVotes(keys, Y, 4).pair_votes(q, sl, found=found)  # searched for 5 voters, asked for 4
+    uids = [f"u{i}" for i in range(50)]
+    save_vote_neighbours(tmp_path / "n.npz", *found, uids)
+    half = uids[::-2]  # a subset in another order (stage 06's half of the validation split)
+    S, N = load_vote_neighbours(tmp_path / "n.npz", half)
+    np.testing.assert_array_equal(N, found[1][::-2])
+    np.testing.assert_array_equal(TrainVotes(keys, Y, 5).pair_votes(q[::-2], sl[::-2], found=(S, N)), searched[::-2])
+    assert load_vote_neighbours(tmp_path / "n.npz", half + ["new"]) is None  # a point it never saw: search
+    assert load_vote_neighbours(tmp_path / "missing.npz", half) is None
+
+
+def test_stage04_vote_neighbours_serve_stages_06_and_07(smoke_run):
+    """The smoke run's stage 06 and 07 read stage 04's vote neighbours: the same votes as a fresh search."""
+    from mufin_lib.artifacts import open_run
+    from mufin_lib.bags import embed_rows
+    from mufin_lib.stages.evaluate import split_terms
+
+    run = open_run(smoke_run[0])
+    k = run.shortlist_record["vote_neighbours"]
+    for split in ("val-alpha", "test"):
+        found = run.found_neighbours(split, k)
+        assert found is not None and len(found[0]) == len(run.split(split).uids)
+        _, sl = run.shortlists(split)
+        x1 = embed_rows(run.module1, run.bags, run.bags.rows_of(run.split(split).uids))
+        fresh = run.train_votes(k).__class__(run.fit_embeddings, run.fit_labels, k, run.vote_index).pair_votes(x1, sl)
+        np.testing.assert_allclose(split_terms(run, split, sl, k)[0], fresh, rtol=0, atol=1e-6)
+    assert run.found_neighbours("test", k + 1) is None  # searched for another number of voters: not reused
+
+
+def test_the_runner_records_each_notebooks_peak_memory(smoke_run):
+    """run.json: every notebook's peak_rss_GB, the kernel's high-water mark (a kernel that imported torch holds
+    more than 0.15 GB; none of the smoke stages needs 8)."""
+    import json
+
+    record = json.loads((smoke_run[0] / "run.json").read_text())
+    peaks = {n: e.get("peak_rss_GB") for n, e in record["notebooks"].items()}
+    assert peaks and all(p is not None and 0.15 < p < 8 for p in peaks.values()), peaks

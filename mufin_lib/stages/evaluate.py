@@ -75,7 +75,7 @@ def score_split(run, split: str, ranker=None) -> tuple[np.ndarray, np.ndarray, n
 def split_terms(run, split: str, shortlist: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     """(training-point votes, log-popularity) of each shortlisted (point, label) of a split."""
     x1 = embed_rows(run.module1, run.bags, run.bags.rows_of(run.split(split).uids))
-    return pair_terms(run.train_votes(neighbours), run.popularity, x1, shortlist)
+    return pair_terms(run.train_votes(neighbours), run.popularity, x1, shortlist, run.found_neighbours(split, neighbours))
 
 
 def _tune(run, params: EvaluateParams) -> dict:

@@ -64,6 +64,7 @@ class Module1Params:
     # kit: keep the epoch with the best validation P@1, the untrained start among the candidates (the paper keeps the
     # last epoch: the paper preset sets False)
     select_epoch: bool = True
+    mixed_precision: bool = False  # bfloat16 autocast of the training steps on a GPU (no effect on a CPU; not measured here)
     seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 
 from ..bags import embed_rows
 from ..config import choice, ranged
-from ..layout import METRICS, SHORTLIST, SHORTLIST_PARAMS, VOTE_INDEX
+from ..layout import METRICS, SHORTLIST, SHORTLIST_PARAMS, VOTE_INDEX, VOTE_NEIGHBOURS
 from ..metrics import recall_at_k
 from ..paths import atomic_write
 from ..report import write_metrics, write_table
-from ..retrieval import save_shortlist, shortlist_points, vote_index
+from ..retrieval import save_shortlist, save_vote_neighbours, shortlist_points, vote_index
 
 
 @dataclass
@@ -76,20 +76,27 @@ def stage(run, params: Module3Params) -> Module3Result:
         index.save(out / VOTE_INDEX)
     run.vote_index = index
     second = second_source(run, params.augment, params.vote_neighbours)
+    voters = run.train_votes(params.vote_neighbours)
     for name, split in splits.items():
         x1 = x1s[name]
         t0 = time.perf_counter()
+        found = None
+        if name != "train":  # searched once here; stages 06 and 07 (and the ablations' runs) read them back
+            found = voters.neighbours_of(x1)
+            save_vote_neighbours(out / VOTE_NEIGHBOURS.format(split=name), *found, split.uids)
+        t_found = time.perf_counter() - t0 if second is voters else 0.0  # part of the shortlist's cost only then
+        t0 = time.perf_counter()
         S, I = shortlist_points(run.index, x1, params.shortlist, second, params.augment_share,
-                                fit_pos if name == "train" else None)
-        secs = time.perf_counter() - t0
+                                fit_pos if name == "train" else None, found if second is voters else None)
+        secs = time.perf_counter() - t0 + t_found
         save_shortlist(out / SHORTLIST.format(split=name), S, I, split.uids)
         rows.append({"data": run.data_name, "split": name, "shortlist from": _source(params), "points": len(split.uids),
                      "shortlist": params.shortlist, "seconds": round(secs, 2), **recall_at_k(I, split.Y, ks, split.filter)})
         if name == "test":
             alone = [("index only", run.index.search(x1, params.shortlist)[1])] if params.augment != "none" else []
-            for aug, src in (("votes", f"votes of {params.vote_neighbours} training points only"),
-                             ("centroid", "label centroids only")):
-                alone.append((src, second_source(run, aug, params.vote_neighbours).search(x1, params.shortlist)[1]))
+            alone.append((f"votes of {params.vote_neighbours} training points only",
+                          voters.search(x1, params.shortlist, found=found)[1]))
+            alone.append(("label centroids only", second_source(run, "centroid", params.vote_neighbours).search(x1, params.shortlist)[1]))
             for src, Ia in alone:
                 rows.append({**rows[-1], "shortlist from": src, "seconds": None,
                              **recall_at_k(Ia, split.Y, ks, split.filter)})

@@ -58,6 +58,7 @@ class Module4Params:
     select_epoch: bool = True
     val_points: int = ranged(1000, 1)
     patience: int = ranged(0, 0)
+    mixed_precision: bool = False  # bfloat16 autocast of the training steps on a GPU (no effect on a CPU; not measured here)
     seed: int = ranged(0, 0)  # numpy and torch seeds: 0 or more
 
 
