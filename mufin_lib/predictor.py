@@ -252,11 +252,20 @@ class _threads:
         faiss.omp_set_num_threads(self.before[1])
 
 
-def time_recommend(predictor: Predictor, products: list[Product], shortlist: int | None = None) -> dict:
-    """ms per product of encode / retrieve / rank, for products in one batch."""
+def time_recommend(predictor: Predictor, products: list[Product], shortlist: int | None = None,
+                   one_by_one: int = 20) -> dict:
+    """ms per product of encode / retrieve / rank, for products in one batch; and under "one_product", the means
+    over the first `one_by_one` products asked for one at a time (each on one thread, as `mufin predict` does)."""
     t = {}
     predictor.recommend(products, shortlist=shortlist, timings=t)
     t = {k: round(v, 3) for k, v in t.items()}
+    singles = []
+    for p in products[:one_by_one]:
+        s = {}
+        predictor.recommend([p], shortlist=shortlist, timings=s)
+        singles.append(s)
+    if singles:
+        t["one_product"] = {k: round(float(np.mean([s[k] for s in singles])), 3) for k in singles[0]} | {"products": len(singles)}
     t.update(points=len(products), shortlist=shortlist or predictor.shortlist.size,
              images_per_point=round(float(np.mean([len(p.images) for p in products])), 2) if products else 0.0,
              device="cuda" if torch.cuda.is_available() else "cpu", threads=torch.get_num_threads())

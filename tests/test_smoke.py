@@ -145,6 +145,8 @@ def test_stage06_alpha_is_the_best_on_validation_and_saved_with_the_run(smoke_ru
     assert all(r[paper] is None or r[paper] != r[paper] for r in rows.values())  # empty/NaN
     t = m["timing_ms_per_point"]
     assert t["points"] == 50 and min(t["encode_ms"], t["retrieve_ms"], t["rank_ms"]) > 0
+    one = t["one_product"]  # the same products asked for one at a time (as `mufin predict` serves one)
+    assert one["products"] == 20 and min(one["encode_ms"], one["retrieve_ms"], one["rank_ms"]) > 0
     for ext in ("csv", "md", "tex"):
         assert (run_dir / "evaluate" / f"table2_main.{ext}").stat().st_size > 0
 
