@@ -49,8 +49,7 @@ def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, short
         x1, X1, m1 = ranker.encoder(*to_device(point_inputs, dev))
         if label_side is not None:  # Module IV's label side computed ahead: only the query's side runs here
             lt = torch.from_numpy(labels).to(dev)
-            pick = (lambda t: t.index_select(0, ppt))  # the point of each pair (faster than t[ppt] on a CPU)
-            r = ranker.scores_ahead(pick(X1), pick(m1), pick(x1), label_side, lt.index_select(0, plt))
+            r = ranker.scores_ahead(X1, m1, x1, label_side, lt.index_select(0, plt), point=ppt)
             z1 = label_side.z1.index_select(0, lt).float()  # the embedding score's labels where no Module I is given
         else:
             z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))

@@ -82,11 +82,14 @@ class CrossAttention(nn.Module):
         Wo = a.out_proj.weight.view(D, H, D // H)  # the columns of W_o that read head h
         return K, torch.einsum("lhwd,ehd->lhwe", V, Wo)
 
-    def attend(self, Xq, q_mask, K, V, k_mask):
+    def attend(self, Xq, q_mask, K, V, k_mask, point=None):
         """forward() from the label side's K and V' (label_side), pair by pair: Xq (P, m, D), K (P, H, w, d),
-        V' (P, H, w, D), k_mask (P, w). The same numbers as forward() in eval mode."""
+        V' (P, H, w, D), k_mask (P, w). The same numbers as forward() in eval mode. With `point` (each pair's row of
+        Xq and q_mask, which then hold each point once), the queries are projected once per point, not per pair."""
         a, D = self.attn, Xq.shape[-1]
         Q = self._heads(Xq, a.in_proj_weight[:D], a.in_proj_bias[:D])
+        if point is not None:
+            Q, Xq, q_mask = (t.index_select(0, point) for t in (Q, Xq, q_mask))
         att = (Q @ K.transpose(-1, -2)) / math.sqrt(Q.shape[-1])
         att = att.masked_fill(~k_mask[:, None, None, :], float("-inf")).softmax(-1)
         out = (att @ V).sum(1) + a.out_proj.bias
@@ -149,18 +152,20 @@ class Ranker(nn.Module):
         cast = (lambda t: None if t is None else t.to(dtype))
         return LabelSide(cast(w), cast(K), cast(V), mz, cast(zc), cast(z1))
 
-    def scores_ahead(self, X1, m1, x1, side: "LabelSide", rows):
-        """pair_scores from a LabelSide computed ahead: point rows X1/m1/x1 aligned pair by pair, `rows` the pairs'
-        rows of `side`. The same numbers as pair_scores (float32 side) in eval mode."""
+    def scores_ahead(self, X1, m1, x1, side: "LabelSide", rows, point=None):
+        """pair_scores from a LabelSide computed ahead: `rows` the pairs' rows of `side`; X1/m1/x1 the points' rows,
+        each point once with `point` (each pair's point: what depends on the point alone is computed once per
+        point), else aligned pair by pair. The same numbers as pair_scores (float32 side) in eval mode."""
         f = (lambda t: t.index_select(0, rows).float())  # index_select: a few times faster than t[rows] on a CPU
+        per_pair = (lambda t: t if point is None else t.index_select(0, point))
         if self.combiner == "cross_attention":
-            x2 = self.A_C.attend(X1, m1, f(side.K), f(side.V), side.mask.index_select(0, rows))
+            x2 = self.A_C.attend(X1, m1, f(side.K), f(side.V), side.mask.index_select(0, rows), point)
         elif self.combiner == "concat":
             first = self.A_C[0]
-            h = F.linear(x1, first.weight[:, :x1.shape[-1]]) + f(side.zc)
+            h = per_pair(F.linear(x1, first.weight[:, :x1.shape[-1]])) + f(side.zc)
             x2 = self.A_C[2](self.A_C[1](h))
         else:
-            x2 = x1
+            x2 = per_pair(x1)
         return (F.normalize(x2, dim=-1) * f(side.w)).sum(-1)
 
     def unseen_pair_scores(self, X1, m1, x1, Z1, mz, z1):
