@@ -98,8 +98,16 @@ def main():
     ap.add_argument("--run-id", default="shape-303k")
     ap.add_argument("-p", action="append", default=[], metavar="[NN.]KEY=VALUE", help="more overrides")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the JSON from the run as it stands (the stages it finished), running nothing")
     args = ap.parse_args()
     from mufin_lib.run import execute, start_run
+
+    if args.report_only:
+        path = RUNS_DIR / args.run_id
+        record = json.loads((path / "run.json").read_text())
+        report(args, record, path, record.get("overrides", []), None)
+        return
 
     root = RUNS_DIR / f"{args.run_id}-data"
     t0 = time.time()
@@ -123,23 +131,25 @@ def main():
     else:
         record, path = start_run(None, STAGES, overrides, args.run_id)
     record = execute(record, path)
-    metrics = {}
-    for name in ("module2", "module3", "evaluate"):
-        f = path / name / "metrics.json"
-        metrics[name] = json.loads(f.read_text()) if f.exists() else {}
-    results = [{"stage": n, "seconds": e.get("duration_s"), "peak_rss_GB": e.get("peak_rss_GB"),
+    report(args, record, path, overrides, plant_s)
+
+
+def report(args, record: dict, path: Path, overrides: list[str], plant_s) -> None:
+    """runs/benchmarks/real_shape.json (stage 11's format): each notebook's seconds, peak memory and status."""
+    results = [{"stage": n, "status": e.get("status"), "seconds": e.get("duration_s") if e.get("status") == "ok" else None,
+                "peak_rss_GB": e.get("peak_rss_GB") if e.get("status") == "ok" else None,
                 "L": args.labels, "N_train": args.train, "N_test": args.test}
                for n, e in record["notebooks"].items()]
     out = {"benchmark": "real_shape", "synthetic": True, "run": str(path), "git": record.get("git"),
            "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
                        "device": record.get("device")},
-           "plant_s": plant_s, "overrides": overrides, "results": results,
+           "plant_s": plant_s, "overrides": overrides, "note": record.get("note"), "results": results,
            "target_peak_GB": 16}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(args.out)) as f:
         json.dump(out, f, indent=2)
     for r in results:
-        print(f"{r['stage']:24s} {r['seconds']:>9} s  peak {r['peak_rss_GB']} GB")
+        print(f"{r['stage']:24s} {r['status']:>8} {r['seconds']!s:>9} s  peak {r['peak_rss_GB']} GB")
     print(f"-> {args.out}")
 
 

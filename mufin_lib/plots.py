@@ -446,7 +446,9 @@ def scaling(table, title: str = ""):
 
 
 def real_shape(shape, target_gb: float, title: str = ""):
-    """Each stage at the real data's shape: seconds (left) and peak memory with the target line (right)."""
+    """Each stage at the real data's shape: seconds (left) and peak memory with the target line (right); the stages
+    that finished."""
+    shape = shape.dropna(subset=["seconds", "peak_rss_GB"]).reset_index(drop=True)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     names = [str(n).split("_", 1)[0] + " " + str(n).split("_", 2)[-1] for n in shape["stage"]]
     y = range(len(shape))

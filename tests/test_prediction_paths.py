@@ -130,6 +130,7 @@ def test_stage13_reads_the_benchmark_against_the_targets(tmp_path):
     shape = r.reading["303K-shape run, peak memory"]
     assert (shape["largest_peak_GB"], shape["in_stage"], shape["total_s"]) == (17.5, "04_module3_shortlists", 180.0)
     assert not shape["meets_target"] and len(r.shape) == 2
+    stages.append({"stage": "06_evaluate", "status": "interrupted", "seconds": None, "peak_rss_GB": None})  # unfinished
     stages[0]["peak_rss_GB"] = 15.0
     (tmp_path / "b" / "real_shape.json").write_text(json.dumps({"benchmark": "real_shape", "results": stages}))
     assert stage(Run(tmp_path / "run"), ScalingParams(bench_dir=str(tmp_path / "b"))).reading["303K-shape run, peak memory"]["meets_target"]

@@ -100,6 +100,8 @@ def _shape(path: Path, reading: dict) -> pd.DataFrame | None:
         return None
     raw = json.loads(path.read_text())
     shape = pd.DataFrame(raw["results"])
+    for col in ("seconds", "peak_rss_GB"):
+        shape[col] = pd.to_numeric(shape[col])
     done = shape.dropna(subset=["peak_rss_GB"])
     if len(done):
         top = done.loc[done["peak_rss_GB"].idxmax()]
