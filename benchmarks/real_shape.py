@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -141,7 +142,7 @@ def report(args, record: dict, path: Path, overrides: list[str], plant_s) -> Non
                 "L": args.labels, "N_train": args.train, "N_test": args.test}
                for n, e in record["notebooks"].items()]
     out = {"benchmark": "real_shape", "synthetic": True, "run": str(path), "git": record.get("git"),
-           "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count(),
+           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                        "device": record.get("device")},
            "plant_s": plant_s, "overrides": overrides, "note": record.get("note"), "results": results,
            "target_peak_GB": 16}

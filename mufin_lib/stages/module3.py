@@ -79,12 +79,12 @@ def stage(run, params: Module3Params) -> Module3Result:
     voters = run.train_votes(params.vote_neighbours)
     for name, split in splits.items():
         x1 = x1s[name]
-        t0 = time.perf_counter()
-        found = None
+        found, t_found = None, 0.0
         if name != "train":  # searched once here; stages 06 and 07 (and the ablations' runs) read them back
+            t0 = time.perf_counter()
             found = voters.neighbours_of(x1)
+            t_found = time.perf_counter() - t0 if second is voters else 0.0  # the shortlist's cost only then
             save_vote_neighbours(out / VOTE_NEIGHBOURS.format(split=name), *found, split.uids)
-        t_found = time.perf_counter() - t0 if second is voters else 0.0  # part of the shortlist's cost only then
         t0 = time.perf_counter()
         S, I = shortlist_points(run.index, x1, params.shortlist, second, params.augment_share,
                                 fit_pos if name == "train" else None, found if second is voters else None)
