@@ -28,15 +28,15 @@ import numpy as np
 from . import layout
 from .bags import bag_source, embed_rows
 from .data.xc import Split, carve_validation, read_xc, split_of, validation_halves
-from .encoders import embed_dataset
+from .encoders import embed_dataset, file_digest
 from .fusion import FusionParams, load_alpha, log_popularity
 from .metrics import inv_propensity
 from .module1 import load_model, saved_params
 from .paths import RUNS_DIR, resolve
 from .pipeline import differences, modules_name
 from .ranker import load_ranker
-from .retrieval import (VOTE_HNSW, LabelCentroids, LabelIndex, TrainVotes, VectorIndex, load_shortlist,
-                        load_vote_neighbours)
+from .retrieval import (VOTE_HNSW, LabelCentroids, LabelIndex, TrainVotes, VectorIndex, load_fit_embeddings,
+                        load_shortlist, load_vote_neighbours)
 
 
 class Run:
@@ -161,9 +161,17 @@ class Run:
         return LabelIndex.load(self.need("module2", layout.INDEX_DIR, "index.json").parent)
 
     @cached_property
+    def module1_sha(self) -> str:
+        """The checksum of Module I's model file: what stage 04's saved fit embeddings were made by."""
+        return file_digest([self.need("module1", layout.MODEL)])
+
+    @cached_property
     def fit_embeddings(self) -> np.ndarray:
-        """Module I's embeddings x^1 of the fit points (train minus validation), row i for carve[0][i]."""
-        return embed_rows(self.module1, self.bags, self.bags.rows_of(self.split("fit").uids))
+        """Module I's embeddings x^1 of the fit points (train minus validation), row i for carve[0][i]: stage 04's
+        (module3/fit_embeddings.npz) where it saved them with this Module I, else embedded here."""
+        uids = self.split("fit").uids
+        saved = load_fit_embeddings(self.dir / "module3" / layout.FIT_EMBEDDINGS, uids, self.module1_sha)
+        return saved if saved is not None else embed_rows(self.module1, self.bags, self.bags.rows_of(uids))
 
     @cached_property
     def fit_labels(self):

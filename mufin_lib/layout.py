@@ -52,6 +52,7 @@ INDEX_DIR = "index"  # module2/index/: the saved faiss index (index.json, index.
 SHORTLIST = "shortlist_{split}.npz"  # module3/: a split's shortlists
 SHORTLIST_PARAMS = "shortlist.json"  # module3/: how the shortlists were made (prediction makes them so)
 VOTE_NEIGHBOURS = "vote_neighbours_{split}.npz"  # module3/: a split's vote neighbours (val, test), for 06, 07 and 08
+FIT_EMBEDDINGS = "fit_embeddings.npz"  # module3/: Module I's x^1 of the fit points (the voters), for 05-08
 VOTE_INDEX = "votes.faiss"  # module3/ and a model folder: the HNSW index the votes search, where stage 04 chose one
 ALPHA = "alpha.json"  # evaluate/: how alpha and the added terms were chosen on validation (curves)
 FUSION = "fusion.json"  # evaluate/: FusionParams, what prediction fuses with

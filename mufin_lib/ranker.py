@@ -159,7 +159,7 @@ class Ranker(nn.Module):
         f = (lambda t: t.index_select(0, rows).float())  # index_select: a few times faster than t[rows] on a CPU
         per_pair = (lambda t: t if point is None else t.index_select(0, point))
         if self.combiner == "cross_attention":
-            x2 = self.A_C.attend(X1, m1, f(side.K), f(side.V), side.mask.index_select(0, rows), point)
+            x2 = self._attend_by_width(X1, m1, side, rows, point)
         elif self.combiner == "concat":
             first = self.A_C[0]
             h = per_pair(F.linear(x1, first.weight[:, :x1.shape[-1]])) + f(side.zc)
@@ -167,6 +167,27 @@ class Ranker(nn.Module):
         else:
             x2 = per_pair(x1)
         return (F.normalize(x2, dim=-1) * f(side.w)).sum(-1)
+
+    def _attend_by_width(self, X1, m1, side: "LabelSide", rows, point):
+        """A_C from the label side ahead, its pairs grouped by their point's bag width (its last descriptor + 1), so
+        that a batch is not padded to its widest bag (one product with 15 photos made every pair of the batch attend
+        from 16 rows). Exact: the padded rows are masked out of A_C's mean."""
+        f = (lambda t, r: t.index_select(0, r).float())
+        if point is None or X1.shape[1] == 1:
+            return self.A_C.attend(X1, m1, f(side.K, rows), f(side.V, rows), side.mask.index_select(0, rows), point)
+        width = (m1 * torch.arange(1, m1.shape[1] + 1, device=m1.device)).amax(1)
+        pair_width = width.index_select(0, point)
+        out = torch.empty(len(point), X1.shape[-1], dtype=X1.dtype, device=X1.device)
+        at = torch.full((len(width),), -1, dtype=torch.long, device=X1.device)  # a point's row within its group
+        for w in torch.unique(width).tolist():
+            pts = torch.nonzero(width == w).squeeze(1)
+            at[pts] = torch.arange(len(pts), device=X1.device)
+            sel = torch.nonzero(pair_width == w).squeeze(1)
+            if len(sel):
+                r = rows.index_select(0, sel)
+                out[sel] = self.A_C.attend(X1[pts, :w], m1[pts, :w], f(side.K, r), f(side.V, r),
+                                           side.mask.index_select(0, r), at.index_select(0, point.index_select(0, sel)))
+        return out
 
     def unseen_pair_scores(self, X1, m1, x1, Z1, mz, z1):
         """Scores against labels the ranker never had (an outfit item of the disjoint split): the classifier's

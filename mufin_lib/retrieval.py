@@ -270,6 +270,25 @@ def load_vote_neighbours(path: str | Path, uids: list[str]) -> tuple[np.ndarray,
     return z["S"][rows], z["N"][rows]
 
 
+def save_fit_embeddings(path: str | Path, X: np.ndarray, uids: list[str], module1_sha: str) -> None:
+    """Stage 04: the fit points' Module I embeddings, so that later stages' processes need not embed them again."""
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, X=np.asarray(X, np.float32), uids=np.array(uids), module1_sha=np.array(module1_sha))
+
+
+def load_fit_embeddings(path: str | Path, uids: list[str], module1_sha: str) -> np.ndarray | None:
+    """The saved fit embeddings where they are of these points, in this order, by this Module I (its model file's
+    sha256); else None: the caller embeds them (a Module I trained again must not vote with the old one's vectors)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    z = np.load(path)
+    if str(z["module1_sha"]) != module1_sha or z["uids"].tolist() != list(uids):
+        return None
+    return z["X"]
+
+
 class TrainVotes:
     """The labels of a point's nearest training points (Module I's embedding, exact search), each label scored by the
     sum of the similarities of the neighbours that have it. A training point never votes for itself."""

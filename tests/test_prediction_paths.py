@@ -50,6 +50,7 @@ def test_label_side_ahead_gives_the_per_query_scores(combiner, heads):
     sl = np.stack([rng.choice(L, 7, replace=False) for _ in range(5)])
     sl[1, 5:] = -1
     pts = table.batch(np.arange(5))
+    assert len(set(table.counts[:5])) > 1  # bags of different widths: A_C groups the pairs by them
     with torch.no_grad():
         e0, r0 = score_pairs(ranker, pts, table, np.arange(L), sl, m1)
         e1, r1 = score_pairs(ranker, pts, table, np.arange(L), sl, m1, embed_rows(m1, table, np.arange(L)), True,
@@ -263,6 +264,24 @@ def test_stage04_vote_neighbours_serve_stages_06_and_07(smoke_run):
         fresh = run.train_votes(k).__class__(run.fit_embeddings, run.fit_labels, k, run.vote_index).pair_votes(x1, sl)
         np.testing.assert_allclose(split_terms(run, split, sl, k)[0], fresh, rtol=0, atol=1e-6)
     assert run.found_neighbours("test", k + 1) is None  # searched for another number of voters: not reused
+
+
+def test_stage04_saves_the_fit_embeddings_that_later_stages_read(smoke_run, monkeypatch):
+    """Stage 04 saves the fit points' Module I embeddings; a later stage's process reads them instead of embedding
+    the fit points again, and never those of another Module I or of other points."""
+    import mufin_lib.artifacts as artifacts
+    from mufin_lib.bags import embed_rows
+    from mufin_lib.layout import FIT_EMBEDDINGS
+    from mufin_lib.retrieval import load_fit_embeddings
+
+    run = artifacts.open_run(smoke_run[0])
+    f, uids = run.dir / "module3" / FIT_EMBEDDINGS, run.split("fit").uids
+    fresh = embed_rows(run.module1, run.bags, run.bags.rows_of(uids))
+    monkeypatch.setattr(artifacts, "embed_rows", lambda *a, **k: pytest.fail("the fit points were embedded again"))
+    np.testing.assert_allclose(artifacts.open_run(smoke_run[0]).fit_embeddings, fresh, rtol=0, atol=1e-5)
+    assert load_fit_embeddings(f, uids, "another Module I") is None
+    assert load_fit_embeddings(f, uids[::-1], run.module1_sha) is None
+    assert load_fit_embeddings(f, uids[:-1], run.module1_sha) is None
 
 
 def test_the_runner_records_each_notebooks_peak_memory(smoke_run):

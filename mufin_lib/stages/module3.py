@@ -11,11 +11,11 @@ import pandas as pd
 
 from ..bags import embed_rows
 from ..config import choice, ranged
-from ..layout import METRICS, SHORTLIST, SHORTLIST_PARAMS, VOTE_INDEX, VOTE_NEIGHBOURS
+from ..layout import FIT_EMBEDDINGS, METRICS, SHORTLIST, SHORTLIST_PARAMS, VOTE_INDEX, VOTE_NEIGHBOURS
 from ..metrics import recall_at_k
 from ..paths import atomic_write
 from ..report import write_metrics, write_table
-from ..retrieval import save_shortlist, save_vote_neighbours, shortlist_points, vote_index
+from ..retrieval import save_fit_embeddings, save_shortlist, save_vote_neighbours, shortlist_points, vote_index
 
 
 @dataclass
@@ -70,6 +70,9 @@ def stage(run, params: Module3Params) -> Module3Result:
     ks = [k for k in (10, 50, 100, 200, 300) if k <= params.shortlist]
     splits = {name: run.split(name) for name in ("train", "val", "test")}
     x1s = {name: embed_rows(run.module1, run.bags, run.bags.rows_of(sp.uids)) for name, sp in splits.items()}
+    # the fit points are train's rows at carve[0]: embedded once, saved for the later stages' processes
+    run.fit_embeddings = x1s["train"][run.carve[0]]
+    save_fit_embeddings(out / FIT_EMBEDDINGS, run.fit_embeddings, run.split("fit").uids, run.module1_sha)
     index, vote_rec = vote_index(run.fit_embeddings, params.vote_index, x1s["val"][:2000], params.vote_neighbours,
                                  params.vote_hnsw_above, params.vote_min_recall)
     if index.kind == "hnsw":  # later stages (and the model folder) search the same index, not a rebuilt one
