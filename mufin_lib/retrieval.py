@@ -329,14 +329,20 @@ class TrainVotes:
         self._last = (key, V)
         return V
 
-    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None, found=None) -> tuple[np.ndarray, np.ndarray]:
-        """(votes, labels), n x k, best first, -1 where fewer labels got a vote."""
-        V = self.votes(queries, exclude, found)
+    def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None, found=None,
+               block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """(votes, labels), n x k, best first (ties: the smaller label), -1 where fewer labels got a vote. In blocks of
+        queries: W x Y for a whole split (587K points, ~170 votes each) held gigabytes at once."""
         out_s, out_i = np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
-        for i in range(V.shape[0]):
-            a, b = V.indptr[i], V.indptr[i + 1]
-            order = np.lexsort((V.indices[a:b], -V.data[a:b]))[:k]
-            out_s[i, :len(order)], out_i[i, :len(order)] = V.data[a:b][order], V.indices[a:b][order]
+        for s in range(0, len(queries), block):
+            part = None if found is None else (found[0][s:s + block], found[1][s:s + block])
+            V = self.votes(queries[s:s + block], None if exclude is None else exclude[s:s + block], part)
+            row = np.repeat(np.arange(V.shape[0]), np.diff(V.indptr))
+            order = np.lexsort((V.indices, -V.data, row))  # by row, then votes down, then label up
+            rank = np.arange(len(order)) - V.indptr[row[order]]
+            keep = order[rank < k]
+            r, c = row[keep] + s, rank[rank < k]
+            out_s[r, c], out_i[r, c] = V.data[keep], V.indices[keep]
         return out_s, out_i
 
     def pair_votes(self, queries: np.ndarray, shortlist: np.ndarray, block: int = 8192, found=None) -> np.ndarray:

@@ -248,6 +248,33 @@ def test_vote_neighbours_found_before_give_the_searched_votes_and_are_read_back_
     assert load_vote_neighbours(tmp_path / "missing.npz", half) is None
 
 
+def test_votes_search_in_blocks_gives_the_per_point_top_k():
+    """TrainVotes.search in blocks of queries (W x Y never held for a whole split) and its vectorised top k give
+    each point's votes sorted as the per-point definition does (votes down, then the smaller label), with each
+    block's own rows excluded and neighbours found before."""
+    from mufin_lib.retrieval import TrainVotes
+
+    rng = np.random.default_rng(3)
+    keys = rng.standard_normal((120, 8)).astype(np.float32)
+    Y = sp.csr_matrix((rng.random((120, 30)) < 0.05).astype(np.float32))
+    q, k = keys[:50] + 0.01, 6
+    exclude = np.arange(50)
+    tv = TrainVotes(keys, Y, 5)
+    V = tv.votes(q, exclude)
+    want_s, want_i = np.zeros((50, k), np.float32), np.full((50, k), -1)
+    for i in range(50):  # the per-point definition
+        a, b = V.indptr[i], V.indptr[i + 1]
+        order = sorted(range(a, b), key=lambda j: (-V.data[j], V.indices[j]))[:k]
+        want_s[i, :len(order)], want_i[i, :len(order)] = V.data[order], V.indices[order]
+    assert (want_i == -1).any() and (want_i >= 0).sum() > 100  # short rows and full ones: both paths are exercised
+    for block in (7, 50, 8192):
+        S, I = TrainVotes(keys, Y, 5).search(q, k, exclude, block=block)
+        np.testing.assert_array_equal(I, want_i)
+        np.testing.assert_allclose(S, want_s, rtol=1e-6)
+    found = tv.neighbours_of(q)
+    np.testing.assert_array_equal(TrainVotes(keys, Y, 5).search(q, k, exclude, found=found, block=7)[1], want_i)
+
+
 def test_stage04_vote_neighbours_serve_stages_06_and_07(smoke_run):
     """The smoke run's stage 06 and 07 read stage 04's vote neighbours: the same votes as a fresh search."""
     from mufin_lib.artifacts import open_run
