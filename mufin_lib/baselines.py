@@ -41,9 +41,10 @@ def frozen_vectors(emb: Embeddings, uids: list[str], modality: str) -> np.ndarra
     raise ValueError(f"modality '{modality}': expected one of {MODALITIES}")
 
 
-def label_knn_scores(emb: Embeddings, query_uids, label_uids, modality: str, k: int) -> sp.csr_matrix:
-    Q, X = frozen_vectors(emb, query_uids, modality), frozen_vectors(emb, label_uids, modality)
-    S, I = exact_search(Q, X, k)
+def label_knn_scores(emb: Embeddings, query_uids, label_uids, modality: str, k: int, index=None) -> sp.csr_matrix:
+    """The k nearest labels by the frozen encoders: exact search, or `index` (a VectorIndex over the labels' vectors)."""
+    Q = frozen_vectors(emb, query_uids, modality)
+    S, I = index.search(Q, k) if index is not None else exact_search(Q, frozen_vectors(emb, label_uids, modality), k)
     return topk_to_csr(I, S, len(label_uids))
 
 

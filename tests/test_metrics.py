@@ -206,6 +206,31 @@ def test_peer_scorers_popularity_and_train_point_votes():
     assert abs(V[1, 1] - 0.8) < 1e-4 and abs(V[1, 3] - 0.8) < 1e-4 and V[1, 0] == 0  # point 0 is not a neighbour
 
 
+def test_frozen_peers_search_by_stage04s_vote_index_rule():
+    """Label kNN and the votes peer search the index stage 04's rule gives MUFIN's votes (module3/shortlist.json):
+    exact up to vote_hnsw_above keys and for runs without the record, HNSW beyond where its validation recall holds
+    (its neighbours then nearly those of exact search), exact again where it does not."""
+    from types import SimpleNamespace
+
+    from mufin_lib.retrieval import exact_search
+    from mufin_lib.stages.peers import _index_note, frozen_index
+
+    rng = np.random.default_rng(0)
+    keys = rng.standard_normal((3000, 16)).astype(np.float32)
+    val, q = rng.standard_normal((50, 16)).astype(np.float32), rng.standard_normal((40, 16)).astype(np.float32)
+    run = lambda **r: SimpleNamespace(shortlist_record=r)  # noqa: E731
+    rule = {"vote_index": "auto", "vote_min_recall": 0.5}
+    for r in ({}, {**rule, "vote_hnsw_above": 5000}, {"vote_index": "flat", "vote_hnsw_above": 10}):
+        index, rec = frozen_index(run(**r), keys, val, 10)
+        assert index.kind == rec["vote_index_chosen"] == "flat" and _index_note(rec) == ""
+    index, rec = frozen_index(run(**rule, vote_hnsw_above=1000), keys, val, 10)
+    assert index.kind == "hnsw" and rec["vote_recall_val"] >= 0.5 and "HNSW" in _index_note(rec)
+    I, Ie = index.search(q, 10)[1], exact_search(q, keys, 10)[1]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, Ie)]) > 0.5
+    index, rec = frozen_index(run(**{**rule, "vote_min_recall": 1.01}, vote_hnsw_above=1000), keys, val, 10)
+    assert index.kind == "flat" and rec["vote_recall_val"] is not None  # the recall did not hold: exact
+
+
 def test_stage11_tabulates_the_training_throughput_and_label_side_results(tmp_path):
     """The JSON that benchmarks/training_throughput.py and label_side_precision.py write is what stage 11 reads (a
     format stage 11 refuses would stop every whole run at notebook 11)."""

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from ..baselines import (MODALITIES, PLT_C, frozen_vectors, label_knn_scores, pecos_python, pecos_scores, plt_scores,
                          popularity_scores, tfidf, tune_popularity, votes_of_neighbours, with_popularity)
 from ..fusion import PRIOR_GRID
-from ..retrieval import exact_search
+from ..retrieval import vote_index
 from ..bags import bag_source
 from ..config import ranged
 from ..layout import METRICS, TEST_SCORES
@@ -118,6 +118,22 @@ def _tuned_row(method: str, candidates: list, tune: Tuning, predict_from: str, n
                tuned=True, tuned_setting={**setting, "popularity": g})
 
 
+def frozen_index(run, keys: np.ndarray, val_queries: np.ndarray, k: int):
+    """The index a frozen-feature peer (label kNN, the votes) searches: stage 04's rule for MUFIN's votes, as
+    module3/shortlist.json records it, so a peer searches exactly wherever MUFIN's votes do and approximately only
+    where theirs may (HNSW above `vote_hnsw_above` keys, where its recall on validation holds). Runs older than that
+    record search exactly. Returns (index, record) as retrieval.vote_index."""
+    rec = run.shortlist_record
+    return vote_index(keys, rec.get("vote_index", "flat"), val_queries[:2000], k, rec.get("vote_hnsw_above", 0),
+                      rec.get("vote_min_recall", 1.0))
+
+
+def _index_note(rec: dict) -> str:
+    if rec["vote_index_chosen"] == "flat":
+        return ""  # exact, as every peer searched before the rule
+    return f"HNSW search (its top-k recall against exact on validation {rec['vote_recall_val']})"
+
+
 def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[Row]:
     ds, emb = run.dataset, run.embeddings
     fit, _ = run.carve
@@ -187,30 +203,37 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
                     rows.append(_tuned_row(f"TF-IDF + napkinXC PLT ({'beam' if beam else 'exact search'}, tuned)", fits, tune,
                                            "title TF-IDF features", "1 thread"))
         elif peer == "label-knn":
+            val_uids = run.split("val").uids
             for m in mods:
                 t = time.perf_counter()
-                s = label_knn_scores(emb, test.uids, ds.uids["label"], m, k)
-                rows.append(Row(f"label kNN, frozen ({m})", "peer", s, 0.0, round(1000 * (time.perf_counter() - t) / n, 3),
-                                "cached encoder features"))
+                index, rec = frozen_index(run, frozen_vectors(emb, ds.uids["label"], m),
+                                          frozen_vectors(emb, val_uids[:2000], m), k)
+                build = time.perf_counter() - t if rec["vote_index_chosen"] == "hnsw" else 0.0
+                t = time.perf_counter()
+                s = label_knn_scores(emb, test.uids, ds.uids["label"], m, k, index)
+                rows.append(Row(f"label kNN, frozen ({m})", "peer", s, round(build, 2),
+                                round(1000 * (time.perf_counter() - t) / n, 3), "cached encoder features",
+                                note=_index_note(rec)))
         elif peer == "votes":
             grid = sorted({params.vote_neighbours, *(VOTES_GRID if tune else ())})
             for m in mods:
                 t = time.perf_counter()
-                K = frozen_vectors(emb, fit_uids, m)
+                index, rec = frozen_index(run, frozen_vectors(emb, fit_uids, m),
+                                          frozen_vectors(emb, run.split("val").uids[:2000], m), max(grid))
                 build = time.perf_counter() - t
                 t = time.perf_counter()
-                S, I = exact_search(frozen_vectors(emb, test.uids, m), K, max(grid))
+                S, I = index.search(frozen_vectors(emb, test.uids, m), max(grid))
                 search_ms = 1000 * (time.perf_counter() - t) / n
                 s = votes_of_neighbours(S, I, Y_fit, params.vote_neighbours)
                 rows.append(Row(f"training-point votes ({params.vote_neighbours}, untuned), frozen ({m})", "peer", s, round(build, 2),
-                                round(search_ms, 3), "cached encoder features"))
+                                round(search_ms, 3), "cached encoder features", note=_index_note(rec)))
                 if tune:
-                    Sv, Iv = exact_search(frozen_vectors(emb, tune.split.uids, m), K, max(grid))
+                    Sv, Iv = index.search(frozen_vectors(emb, tune.split.uids, m), max(grid))
                     order = [params.vote_neighbours] + [g for g in grid if g != params.vote_neighbours]
                     cands = [({"neighbours": g}, votes_of_neighbours(Sv, Iv, Y_fit, g), votes_of_neighbours(S, I, Y_fit, g),
                               build if i == 0 else 0.0, round(search_ms, 3)) for i, g in enumerate(order)]
                     rows.append(_tuned_row(f"training-point votes (tuned), frozen ({m})", cands, tune,
-                                           "cached encoder features"))
+                                           "cached encoder features", _index_note(rec)))
     return rows
 
 
