@@ -125,14 +125,14 @@ PLT_C = 10.0  # napkinXC's liblinear_c default
 
 
 def plt_scores(Xtr, Y_fit, Xte, k: int, search: str = "exact", beam: int = 10, seed: int = 0, c: float = PLT_C,
-               also=None) -> tuple:
-    """napkinXC PLT (one thread: results repeat). Returns (scores, train seconds, predict seconds); with `also` (more
+               also=None, threads: int = 1) -> tuple:
+    """napkinXC PLT (one thread by default: results repeat). Returns (scores, train seconds, predict seconds); with `also` (more
     points' features), also their scores from the same model: (scores, train s, predict s, also's scores)."""
     from napkinxc.models import PLT
 
     d = tempfile.mkdtemp(prefix="mufin-plt-")
     try:
-        m = PLT(d, threads=1, seed=seed, tree_search_type=search, beam_search_width=beam, liblinear_c=c)
+        m = PLT(d, threads=threads, seed=seed, tree_search_type=search, beam_search_width=beam, liblinear_c=c)
         t = time.perf_counter()
         m.fit(Xtr, _labels_lists(Y_fit))
         train_s = time.perf_counter() - t

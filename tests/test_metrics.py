@@ -286,3 +286,28 @@ def test_recall_at_k_equals_the_per_point_definition():
 
     for over in ("all", "positive"):
         assert recall_at_k(labels, Y, ks=(1, 5, 12), filt=filt, over=over) == naive(over)
+
+
+def test_plt_threads_reach_napkinxc(monkeypatch):
+    """07.plt_threads is napkinXC's thread count (1 by default: results repeat)."""
+    import napkinxc.models
+
+    from mufin_lib.baselines import plt_scores
+
+    seen = []
+
+    class FakePLT:
+        def __init__(self, _dir, **kw):
+            seen.append(kw["threads"])
+
+        def fit(self, X, Y):
+            pass
+
+        def predict_proba(self, X, top_k):
+            return [[(1, 0.5)] for _ in range(X.shape[0])]
+
+    monkeypatch.setattr(napkinxc.models, "PLT", FakePLT)
+    X, Y = sp.csr_matrix(np.eye(3, dtype=np.float32)), sp.csr_matrix(np.eye(3, dtype=np.float32))
+    plt_scores(X, Y, X, 1)
+    S = plt_scores(X, Y, X, 1, threads=2)[0]
+    assert seen == [1, 2] and S.shape == (3, 3) and S[:, 1].nnz == 3

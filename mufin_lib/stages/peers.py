@@ -40,6 +40,7 @@ class PeersParams:
     peers: str = "popularity,tfidf-plt,tfidf-plt-beam,tfidf-pecos,label-knn,votes"  # which peers run
     vote_neighbours: int = ranged(20, 1)  # votes: this many nearest training points (frozen encoders) vote
     plt_beam_width: int = ranged(10, 1)  # tfidf-plt-beam: napkinXC's beam search width
+    plt_threads: int = ranged(1, 1)  # napkinXC's threads: 1 repeats exactly; more train a large label set faster
     # the same kind of budget as MUFIN's fusion: each tunable peer also as a row tuned on the val-alpha half by stage
     # 06's metric (PLT's liblinear C over PLT_C_GRID, the beam's width over PLT_BEAM_GRID, the votes' neighbours over
     # VOTES_GRID, each with a log-popularity weight over PRIOR_GRID); the untuned rows stay
@@ -184,6 +185,7 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
                                            tune, "title TF-IDF features", f"run by {py}"))
             else:
                 beam = peer.endswith("beam")
+                threads = f"{params.plt_threads} thread" + ("s" if params.plt_threads > 1 else "")
                 search = "beam" if beam else "exact"
                 name = f"TF-IDF + napkinXC PLT ({f'beam {params.plt_beam_width}' if beam else 'exact search'}, defaults)"
                 fits = []
@@ -194,14 +196,14 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
                         {"C": c, "beam": b} for b in PLT_BEAM_GRID if (c, b) != (PLT_C, params.plt_beam_width)]
                 for st in settings:
                     out = plt_scores(Xtr, Y_fit, Xte, kc, search, st.get("beam", params.plt_beam_width), params.seed,
-                                     st["C"], also=Xval)
+                                     st["C"], also=Xval, threads=params.plt_threads)
                     fits.append((st, out[3], out[0], tf_s + out[1], round(1000 * out[2] / n, 3)))
                 first = fits[0]
                 rows.append(Row(name, "peer", first[2], round(first[3], 2), first[4], "title TF-IDF features",
-                                note=f"1 thread; liblinear C={first[0]['C']:g}"))
+                                note=f"{threads}; liblinear C={first[0]['C']:g}"))
                 if tune:
                     rows.append(_tuned_row(f"TF-IDF + napkinXC PLT ({'beam' if beam else 'exact search'}, tuned)", fits, tune,
-                                           "title TF-IDF features", "1 thread"))
+                                           "title TF-IDF features", threads))
         elif peer == "label-knn":
             val_uids = run.split("val").uids
             for m in mods:
