@@ -311,3 +311,13 @@ def test_plt_threads_reach_napkinxc(monkeypatch):
     plt_scores(X, Y, X, 1)
     S = plt_scores(X, Y, X, 1, threads=2)[0]
     assert seen == [1, 2] and S.shape == (3, 3) and S[:, 1].nnz == 3
+
+
+def test_untuned_plt_peer_runs(smoke_run):
+    """07.tune=false trains each PLT once and scores no validation points (it failed on the missing validation scores:
+    the real-shape run's stage 07 with one PLT fit)."""
+    from mufin_lib.artifacts import open_run
+    from mufin_lib.stages.peers import PeersParams, peer_rows
+
+    rows = peer_rows(open_run(smoke_run[0]), PeersParams(peers="tfidf-plt", tune=False), 5, progress=False)
+    assert [r.method for r in rows] == ["TF-IDF + napkinXC PLT (exact search, defaults)"] and rows[0].scores.nnz > 0

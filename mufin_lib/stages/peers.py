@@ -197,7 +197,8 @@ def peer_rows(run, params: PeersParams, k: int, progress: bool = True) -> list[R
                 for st in settings:
                     out = plt_scores(Xtr, Y_fit, Xte, kc, search, st.get("beam", params.plt_beam_width), params.seed,
                                      st["C"], also=Xval, threads=params.plt_threads)
-                    fits.append((st, out[3], out[0], tf_s + out[1], round(1000 * out[2] / n, 3)))
+                    val_scores = out[3] if Xval is not None else None  # only tuning scores validation
+                    fits.append((st, val_scores, out[0], tf_s + out[1], round(1000 * out[2] / n, 3)))
                 first = fits[0]
                 rows.append(Row(name, "peer", first[2], round(first[3], 2), first[4], "title TF-IDF features",
                                 note=f"{threads}; liblinear C={first[0]['C']:g}"))
