@@ -283,7 +283,11 @@ def main():
         res = [rank_only(int(L), a.bag, 50, 150, a.seed) for L in a.sizes.split(",")]
         print(json.dumps(res, indent=1))
         with atomic_write(RUNS_DIR / "benchmarks" / "scaling_rank.json") as f:
-            json.dump({"benchmark": "scaling_rank", "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+            from mufin_lib.run import git_commit
+
+            json.dump({"benchmark": "scaling_rank", "git": git_commit(),
+                       "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                                   "cores_used": len(os.sched_getaffinity(0))},
                        "results": res}, f, indent=1)
         return
     if a.one:
@@ -303,8 +307,12 @@ def main():
             results.append(json.loads(r.stdout.strip().splitlines()[-1]) | {"wall_s": round(time.perf_counter() - t, 1)})
         print(json.dumps(results[-1])[:600], flush=True)
         import torch
-        record = {"benchmark": "scaling", "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                                                       "cuda": torch.cuda.is_available(), "gpu": None},
+        from mufin_lib.run import git_commit
+
+        # cores_used: the cores this process may run on (taskset pins it below cpu_count)
+        record = {"benchmark": "scaling", "git": git_commit(),
+                  "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                              "cores_used": len(os.sched_getaffinity(0)), "cuda": torch.cuda.is_available(), "gpu": None},
                   "encoders": "excluded", "results": results}
         with atomic_write(RUNS_DIR / "benchmarks" / "scaling.json") as f:  # after each size: a killed run keeps the rest
             json.dump(record, f, indent=2)

@@ -120,9 +120,14 @@ def test_stage13_reads_the_benchmark_against_the_targets(tmp_path):
     read = r.reading["MUFIN path, exact votes"]
     assert read["meets_target"] and read["growth_from_100K"] == 2.0 and not read["meets_growth"]
     assert len(r.table) == 4 and (tmp_path / "run" / "scaling" / "scaling.csv").exists()
+    assert r.cores == 2  # a JSON from before cores_used: the machine's count
     mem = r.reading["P-I-bag index memory"]  # 5 GB at 1M labels: above the 4 GB target
     assert mem["GB_at_largest_L"] == 5.0 and not mem["meets_target"]
     assert r.shape is None and "303K-shape run, peak memory" not in r.reading
+    # a benchmark pinned to one core (taskset) says so, and the figure's title follows it, not the machine's count
+    (tmp_path / "b" / "scaling.json").write_text(json.dumps({"machine": {"cpu_count": 2, "cores_used": 1},
+                                                             "results": [res(100_000, 1.0), res(1_000_000, 2.0)]}))
+    assert stage(Run(tmp_path / "run"), ScalingParams(bench_dir=str(tmp_path / "b"))).cores == 1
     # benchmarks/real_shape.py's stages: one over 16 GB fails the target, and the reading names it
     stages = [{"stage": "04_module3_shortlists", "seconds": 60.0, "peak_rss_GB": 17.5},
               {"stage": "05_module4_ranker", "seconds": 120.0, "peak_rss_GB": 9.0}]

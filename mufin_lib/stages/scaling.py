@@ -34,6 +34,7 @@ class ScalingResult:
     reading: dict  # where the measured stand against the targets
     summary: dict
     shape: pd.DataFrame | None = None  # real_shape.json: one row per stage (seconds, peak GB), None before it ran
+    cores: int | None = None  # the cores the benchmark could run on (older JSON without cores_used: the machine's)
 
 
 def _rows(raw: dict) -> list[dict]:
@@ -91,7 +92,8 @@ def stage(run, params: ScalingParams) -> ScalingResult:
                     "data from precomputed embeddings): seconds and peak memory on this machine")
     summary = {"bench": str(path), "machine": (raw or {}).get("machine"), "reading": reading}
     write_metrics(out, summary, METRICS)
-    return ScalingResult(raw, table, reading, summary, shape)
+    machine = (raw or {}).get("machine") or {}
+    return ScalingResult(raw, table, reading, summary, shape, machine.get("cores_used", machine.get("cpu_count")))
 
 
 def _shape(path: Path, reading: dict) -> pd.DataFrame | None:
