@@ -265,6 +265,15 @@ def _plt(L, cl, lq, Y, seed) -> dict:
     return {"train_s": round(train_s, 1), "predict_1_thread_ms": round(ms, 3), "P@1": round(100 * float((top == lq).mean()), 2)}
 
 
+def _provenance() -> dict:
+    """The commit and the machine a result came from; cores_used: the cores this process may run on (taskset pins it
+    below cpu_count)."""
+    from mufin_lib.run import git_commit
+
+    return {"git": git_commit(), "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                                             "cores_used": len(os.sched_getaffinity(0))}}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000,300000,1000000")
@@ -283,12 +292,7 @@ def main():
         res = [rank_only(int(L), a.bag, 50, 150, a.seed) for L in a.sizes.split(",")]
         print(json.dumps(res, indent=1))
         with atomic_write(RUNS_DIR / "benchmarks" / "scaling_rank.json") as f:
-            from mufin_lib.run import git_commit
-
-            json.dump({"benchmark": "scaling_rank", "git": git_commit(),
-                       "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                                   "cores_used": len(os.sched_getaffinity(0))},
-                       "results": res}, f, indent=1)
+            json.dump({"benchmark": "scaling_rank", **_provenance(), "results": res}, f, indent=1)
         return
     if a.one:
         print(json.dumps(one_size(a.one, a.bag, a.queries, a.shortlist, a.seed, a.plt_max)))
@@ -307,13 +311,9 @@ def main():
             results.append(json.loads(r.stdout.strip().splitlines()[-1]) | {"wall_s": round(time.perf_counter() - t, 1)})
         print(json.dumps(results[-1])[:600], flush=True)
         import torch
-        from mufin_lib.run import git_commit
-
-        # cores_used: the cores this process may run on (taskset pins it below cpu_count)
-        record = {"benchmark": "scaling", "git": git_commit(),
-                  "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                              "cores_used": len(os.sched_getaffinity(0)), "cuda": torch.cuda.is_available(), "gpu": None},
-                  "encoders": "excluded", "results": results}
+        head = _provenance()
+        head["machine"] |= {"cuda": torch.cuda.is_available(), "gpu": None}
+        record = {"benchmark": "scaling", **head, "encoders": "excluded", "results": results}
         with atomic_write(RUNS_DIR / "benchmarks" / "scaling.json") as f:  # after each size: a killed run keeps the rest
             json.dump(record, f, indent=2)
 
