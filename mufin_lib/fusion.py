@@ -50,7 +50,8 @@ def score_pairs(ranker, point_inputs, label_table, label_rows: np.ndarray, short
         if label_side is not None:  # Module IV's label side computed ahead: only the query's side runs here
             lt = torch.from_numpy(labels).to(dev)
             r = ranker.scores_ahead(X1, m1, x1, label_side, lt.index_select(0, plt), point=ppt)
-            z1 = label_side.z1.index_select(0, lt).float()  # the embedding score's labels where no Module I is given
+            if module1 is None:  # the embedding score's labels where no Module I is given
+                z1 = label_side.z1.index_select(0, lt).float()
         else:
             z1, Z1, mz = ranker.encoder(*to_device(label_table.batch(label_rows[labels]), dev))
             r = ranker.pair_scores(X1[ppt], m1[ppt], x1[ppt], Z1[plt], mz[plt], z1[plt], torch.from_numpy(labels).to(dev)[plt])

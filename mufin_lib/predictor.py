@@ -109,13 +109,14 @@ class Predictor:
         else:
             self.second = None
         # label-side work that does not depend on the query, done once: Module I's z^1 of every label
-        self.label_z1 = embed_rows(self.module1, self.labels, np.arange(self.n_labels))
+        self.label_rows = np.arange(self.n_labels)  # label id = its row; made once: 0.4 ms a query at 1M labels
+        self.label_z1 = embed_rows(self.module1, self.labels, self.label_rows)
         self.with_ranker = not np.all(np.asarray(self.alpha) == 1.0)  # alpha 1 everywhere: Module IV has no weight
         # and Module IV's label side of every label, where it fits in LABEL_SIDE_BYTES
         self.label_side = None
         dtype = label_side_dtype(self.ranker, self.labels.counts) if self.with_ranker else None
         if dtype is not None:
-            self.label_side = label_side(self.ranker, self.labels, np.arange(self.n_labels), dtype=dtype)
+            self.label_side = label_side(self.ranker, self.labels, self.label_rows, dtype=dtype)
         e = self.encoders
         self.text_model = load_text_encoder(e.text_encoder)
         self.image_enc = load_image_encoder(e.image_encoder) if e.image_encoder and e.modalities != "text" else None
@@ -213,7 +214,7 @@ class Predictor:
         t1 = time.perf_counter()
         _, sl = shortlist_points(self.index, x1, size, self.second, self.shortlist.share)
         t2 = time.perf_counter()
-        e, r = score_pairs(self.ranker, inputs, self.labels, np.arange(self.n_labels), sl, self.module1, self.label_z1,
+        e, r = score_pairs(self.ranker, inputs, self.labels, self.label_rows, sl, self.module1, self.label_z1,
                            self.with_ranker, self.label_side, point_x1=x1)
         extra = self.fusion.extra(*pair_terms(self.voters, self.popularity, x1, sl)) if self.fusion.added_terms else 0.0
         scores = fuse(e, r, sl, self.alpha, self.n_labels, extra)

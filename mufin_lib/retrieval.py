@@ -323,9 +323,7 @@ class TrainVotes:
         if exclude is not None:
             S[N == np.asarray(exclude)[:, None]] = 0.0
         S[:, self.neighbours:] *= (S[:, :self.neighbours] == 0).any(1, keepdims=True)  # the extra one: only after a self
-        W = sp.csr_matrix((S.ravel(), N.ravel(), np.arange(0, S.size + 1, S.shape[1])), shape=(len(queries), len(self.keys)))
-        V = (W @ self.Y).tocsr()
-        V.eliminate_zeros()
+        V = _sum_neighbour_labels(S, N, self.Y)
         self._last = (key, V)
         return V
 
@@ -356,6 +354,28 @@ class TrainVotes:
             got = np.asarray(V[rows, np.maximum(sl, 0).ravel()]).ravel().reshape(sl.shape)
             out[s:s + block] = np.where(sl >= 0, got / self.neighbours, 0.0)
         return out
+
+
+def _sum_neighbour_labels(S: np.ndarray, N: np.ndarray, Y: sp.csr_matrix) -> sp.csr_matrix:
+    """W x Y for W (n x fit points) holding similarities S at rows N, in time and memory that grow with the votes
+    gathered, not with the labels: scipy's sparse product allocates a mask as wide as Y per call (0.24 ms of a single
+    query at 1M labels). The same float32 sums as the product, added in the same order (neighbour by neighbour);
+    labels whose votes sum to 0 are left out, as the product leaves them."""
+    n, L = S.shape[0], Y.shape[1]
+    nbr, w = N.ravel(), S.ravel()
+    start = Y.indptr[nbr]
+    cnt = Y.indptr[nbr + 1] - start
+    total = int(cnt.sum())
+    at = np.repeat(start - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) + np.arange(total)  # Y's entries in turn
+    lab = Y.indices[at].astype(np.int64)
+    key = np.repeat(np.repeat(np.arange(n, dtype=np.int64) * L, S.shape[1]), cnt) + lab  # (query, label) as one int
+    uniq, inv = np.unique(key, return_inverse=True)
+    sums = np.zeros(len(uniq), np.float32)
+    np.add.at(sums, inv, np.repeat(w, cnt).astype(np.float32) * Y.data[at])  # unbuffered: in the order given
+    keep = sums != 0
+    uniq, sums = uniq[keep], sums[keep]
+    indptr = np.searchsorted(uniq // L, np.arange(n + 1))
+    return sp.csr_matrix((sums, (uniq % L).astype(np.int32), indptr), shape=(n, L))
 
 
 class LabelCentroids:

@@ -90,6 +90,30 @@ def test_votes_index_built_once_hnsw_agrees_and_one_search_serves_both():
     assert exact.votes(q + 1e-3) is not Ve
 
 
+def test_votes_summed_as_the_sparse_product_without_its_width():
+    """The votes W x Y are summed from the neighbours' label rows (scipy's product allocates a mask as wide as the
+    labels per call): the same float32 values, bit for bit, with repeated neighbours, zero weights (an excluded self)
+    and labels whose votes sum to zero left out."""
+    from mufin_lib.retrieval import _sum_neighbour_labels
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n, F, L = int(rng.integers(1, 60)), int(rng.integers(5, 300)), int(rng.integers(2, 80))
+        k = int(min(rng.integers(1, 22), F))
+        Y = sp.csr_matrix(sp.random(F, L, density=min(1.0, 4 / L), format="csr", random_state=trial) > 0, dtype=np.float32)
+        N = rng.integers(0, F, (n, k))
+        S = rng.random((n, k)).astype(np.float32)
+        S[rng.random((n, k)) < 0.2] = 0.0
+        W = sp.csr_matrix((S.ravel(), N.ravel(), np.arange(0, S.size + 1, k)), shape=(n, F))
+        want = (W @ Y).tocsr()
+        want.eliminate_zeros()
+        want.sort_indices()
+        got = _sum_neighbour_labels(S, N, Y)
+        assert got.shape == want.shape
+        assert (got.indptr == want.indptr).all() and (got.indices == want.indices).all(), trial
+        assert (got.data == want.data).all(), trial  # the same order of addition: not merely close
+
+
 def test_hnsw_efsearch_covers_the_vectors_asked():
     from mufin_lib.retrieval import IndexParams, LabelIndex
 
