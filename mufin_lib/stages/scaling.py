@@ -47,6 +47,7 @@ def _rows(raw: dict) -> list[dict]:
             for mode, steps in res.items():
                 if mode == "P@1":
                     continue
+                steps = {k: v for k, v in steps.items() if not isinstance(v, list)}  # the warm-up calls: not a column
                 out.append({"L": r["L"], "method": f"MUFIN path, {votes} votes", "mode": mode, **steps, "P@1": res["P@1"],
                             "label_index_build_s": r["label_index_build_s"], "label_index_GB": r.get("label_index_GB"),
                             "label_side_GB": (r.get("label_side") or {}).get("GB"),
