@@ -8,10 +8,10 @@ PRESET ?= default
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: reproduce ablations smoke test test-fast test-smoke test-slow lab bench scaling real-shape ranker-variants clean-runs help
+.PHONY: reproduce ablations smoke test test-fast test-smoke test-slow lab bench scaling real-shape predictor-speed ranker-variants clean-runs help
 
 help:
-	@echo "make reproduce [PRESET=default|smoke|paper|hm|mango|mango-xc|polyvore] | make ablations PRESET=hm | make test | make test-fast | make lab | make bench | make scaling | make real-shape | make ranker-variants RUN=runs/<id>"
+	@echo "make reproduce [PRESET=default|smoke|paper|hm|mango|mango-xc|polyvore] | make ablations PRESET=hm | make test | make test-fast | make lab | make bench | make scaling | make real-shape | make predictor-speed RUN=runs/<id> | make ranker-variants RUN=runs/<id>"
 
 # Reinstalls only when pyproject.toml or constraints.txt changed since the last install.
 $(STAMP): pyproject.toml constraints.txt
@@ -66,6 +66,13 @@ scaling: $(STAMP)
 # its time), then notebook 13 plots it beside the scaling benchmark
 real-shape: $(STAMP)
 	$(BIN)/python benchmarks/real_shape.py
+	$(BIN)/mufin run --only 13 --publish
+
+# A finished run's Predictor (what `mufin predict` runs), one product at a time at the run's shape, encoders excluded;
+# notebook 13 tabulates it beside the scaling benchmark: make predictor-speed RUN=runs/<id>
+predictor-speed: $(STAMP)
+	@test -n "$(RUN)" || { echo "set RUN=runs/<id>, a run with notebooks 01-06 done"; exit 2; }
+	$(BIN)/python benchmarks/predictor_speed.py --run $(RUN)
 	$(BIN)/mufin run --only 13 --publish
 
 # Module IV variants retrained on a finished run (REPRODUCE.md gives its time): make ranker-variants RUN=runs/<id>

@@ -5,7 +5,8 @@ with its label and one more of the same cluster), encoders excluded. Per L, in a
 peak memory is its own): index build times, ms per point of each step for one query at a time on one thread (mean of 50, after 5 untimed) and for
 batches of 200 on every core, the fit-point votes with an exact and an HNSW index (recall against exact), P@1 of the
 fused score on the planted truth, and peak memory; napkinXC PLT on TF-IDF of the labels' planted token titles at the
-same L beside it (up to --plt-max labels: its training grows fastest). Writes runs/benchmarks/scaling.json; notebook
+same L beside it, and PECOS XR-Linear where a Python with libpecos is found ($MUFIN_PECOS_PYTHON), both up to
+--plt-max labels (PLT's training grows fastest). Writes runs/benchmarks/scaling.json; notebook
 13_scaling plots it.
 
     python benchmarks/scaling.py [--sizes 10000,100000,300000,1000000] [--queries 200]
@@ -202,7 +203,12 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
     _, sl = index.search(Xq, 1)
     out["index_top1_P@1"] = round(100 * float((sl[:, 0] == lq).mean()), 2)
     if L <= plt_max:
-        out["plt"] = _plt(L, cl, lq, Y, seed)
+        from mufin_lib.baselines import pecos_python
+
+        Xtr, Xte = _tfidf(L, cl, lq, Y, seed)
+        out["plt"] = _plt(Xtr, Xte, lq, Y, seed)
+        py = pecos_python()  # $MUFIN_PECOS_PYTHON or this Python, where one imports pecos
+        out["pecos"] = _pecos(Xtr, Xte, lq, Y, py) if py else "not installed (MUFIN_PECOS_PYTHON: a Python with libpecos)"
     out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
     return out
 
@@ -248,12 +254,9 @@ def rank_only(L: int, bag: int, n_query: int, shortlist: int, seed: int) -> dict
     return out
 
 
-def _plt(L, cl, lq, Y, seed) -> dict:
-    """napkinXC PLT on TF-IDF of planted token titles: a label's title names its cluster and one of 8 sub-words; a
-    point's text is its first label's title with one word dropped at random."""
-    from napkinxc.models import PLT
-
-    from mufin_lib.baselines import _labels_lists
+def _tfidf(L, cl, lq, Y, seed):
+    """TF-IDF of planted token titles for the peers: a label's title names its cluster and one of 8 sub-words; a
+    point's text is its first label's title with one word dropped at random. (train X, test X)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     rng = np.random.default_rng(seed + 1)
@@ -266,8 +269,16 @@ def _plt(L, cl, lq, Y, seed) -> dict:
 
     vec = TfidfVectorizer(token_pattern=r"\S+", dtype=np.float32)
     Xtr = vec.fit_transform(text(first))
-    Xte = vec.transform(text(lq))
+    return Xtr, vec.transform(text(lq))
+
+
+def _plt(Xtr, Xte, lq, Y, seed) -> dict:
+    """napkinXC PLT on the peers' TF-IDF, one thread."""
     import tempfile
+
+    from napkinxc.models import PLT
+
+    from mufin_lib.baselines import _labels_lists
 
     with tempfile.TemporaryDirectory() as d:
         m = PLT(d, threads=1, seed=seed)
@@ -279,6 +290,18 @@ def _plt(L, cl, lq, Y, seed) -> dict:
         ms = 1000 * (time.perf_counter() - t) / Xte.shape[0]  # one thread, all queries in one call
     top = np.array([p[0] if p else -1 for p in pred])
     return {"train_s": round(train_s, 1), "predict_1_thread_ms": round(ms, 3), "P@1": round(100 * float((top == lq).mean()), 2)}
+
+
+def _pecos(Xtr, Xte, lq, Y, python: str) -> dict:
+    """PECOS XR-Linear (its defaults) on the same TF-IDF, in its own Python; prediction on one thread, all queries in
+    one call, as PLT's (timed there, around its predict alone)."""
+    from mufin_lib.baselines import pecos_scores
+
+    P, train_s, predict_s = pecos_scores(Xtr, Y, Xte, 1, python, threads=1)
+    top = np.asarray(P.argmax(1)).ravel()
+    top[np.diff(P.indptr) == 0] = -1
+    return {"train_s": round(train_s, 1), "predict_1_thread_ms": round(1000 * predict_s / Xte.shape[0], 3),
+            "P@1": round(100 * float((top == lq).mean()), 2)}
 
 
 def _provenance() -> dict:

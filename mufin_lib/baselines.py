@@ -163,15 +163,16 @@ def pecos_python(configured: str = "") -> str | None:
     return None
 
 
-def pecos_scores(Xtr, Y_fit, Xte, k: int, python: str) -> tuple[sp.csr_matrix, float, float]:
-    """PECOS XR-Linear with its defaults, run by `python` (its own environment: libpecos needs numpy < 2)."""
+def pecos_scores(Xtr, Y_fit, Xte, k: int, python: str, threads: int = -1) -> tuple[sp.csr_matrix, float, float]:
+    """PECOS XR-Linear with its defaults, run by `python` (its own environment: libpecos needs numpy < 2); `threads`:
+    prediction's (-1: all). Returns (top-k scores, train seconds, predict seconds)."""
     d = Path(tempfile.mkdtemp(prefix="mufin-pecos-"))
     try:
         sp.save_npz(d / "Xtr.npz", sp.csr_matrix(Xtr, dtype=np.float32))
         sp.save_npz(d / "Ytr.npz", sp.csr_matrix(Y_fit, dtype=np.float32))
         sp.save_npz(d / "Xte.npz", sp.csr_matrix(Xte, dtype=np.float32))
         script = Path(__file__).with_name("pecos_runner.py")
-        res = subprocess.run([python, str(script), str(d), str(k)], capture_output=True, text=True)
+        res = subprocess.run([python, str(script), str(d), str(k), str(threads)], capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"PECOS ({python}) failed: {res.stderr.strip()[-500:]}")
         times = json.loads((d / "times.json").read_text())

@@ -1,8 +1,9 @@
 """Stage 13, scaling: what benchmarks/scaling.py measured (runs/benchmarks/scaling.json): prediction cost per step
 against the number of labels L, one query at a time on one thread and in batches, exact and HNSW votes, napkinXC PLT
-at the same L, index build times, peak memory and P@1 on the planted truth; and what benchmarks/real_shape.py measured
-(runs/benchmarks/real_shape.json): each stage's seconds and peak memory at MM-AmazonTitles-300K's shape; the targets
-of issue 27 beside them. It runs nothing itself; notebook 13 plots it."""
+and PECOS XR-Linear at the same L, index build times, peak memory and P@1 on the planted truth; and what benchmarks/real_shape.py measured
+(runs/benchmarks/real_shape.json): each stage's seconds and peak memory at MM-AmazonTitles-300K's shape; and what
+benchmarks/predictor_speed.py measured (runs/benchmarks/predictor_speed.json): the Predictor of a finished run, one
+product at a time, at that run's shape; the targets of issue 27 beside them. It runs nothing itself; notebook 13 plots it."""
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ class ScalingResult:
     summary: dict
     shape: pd.DataFrame | None = None  # real_shape.json: one row per stage (seconds, peak GB), None before it ran
     cores: int | None = None  # the cores the benchmark could run on (older JSON without cores_used: the machine's)
+    predictor: pd.DataFrame | None = None  # predictor_speed.json: one row per run, None before it ran
 
 
 def _rows(raw: dict) -> list[dict]:
@@ -54,10 +56,11 @@ def _rows(raw: dict) -> list[dict]:
                             "vote_index_build_s": r["vote_index_build_s"][{"exact": "flat"}.get(votes, votes)],
                             "vote_recall": 1.0 if votes == "exact" else r["vote_neighbours_recall_hnsw"],
                             "peak_rss_gb": r["peak_rss_gb"]})
-        if "plt" in r:
-            out.append({"L": r["L"], "method": "napkinXC PLT (TF-IDF)", "mode": "all queries in one call, 1 thread",
-                        "total_ms": r["plt"]["predict_1_thread_ms"], "P@1": r["plt"]["P@1"], "train_s": r["plt"]["train_s"],
-                        "peak_rss_gb": r["peak_rss_gb"]})
+        for key, name in (("plt", "napkinXC PLT (TF-IDF)"), ("pecos", "PECOS XR-Linear (TF-IDF)")):
+            if isinstance(r.get(key), dict):  # a peer not installed is a string saying so
+                out.append({"L": r["L"], "method": name, "mode": "all queries in one call, 1 thread",
+                            "total_ms": r[key]["predict_1_thread_ms"], "P@1": r[key]["P@1"], "train_s": r[key]["train_s"],
+                            "peak_rss_gb": r["peak_rss_gb"]})
     return out
 
 
@@ -91,10 +94,34 @@ def stage(run, params: ScalingParams) -> ScalingResult:
     if shape is not None:
         write_table(shape, out, "real_shape", caption="Each stage at MM-AmazonTitles-300K's shape (planted SYNTHETIC "
                     "data from precomputed embeddings): seconds and peak memory on this machine")
+    served = _predictor(path.parent / "predictor_speed.json", reading)
+    if served is not None:
+        write_table(served, out, "predictor_speed", caption="The Predictor of a finished run (what `mufin predict` runs), "
+                    "one product at a time on one thread, its points pre-embedded (encoders excluded)")
     summary = {"bench": str(path), "machine": (raw or {}).get("machine"), "reading": reading}
     write_metrics(out, summary, METRICS)
     machine = (raw or {}).get("machine") or {}
-    return ScalingResult(raw, table, reading, summary, shape, machine.get("cores_used", machine.get("cpu_count")))
+    return ScalingResult(raw, table, reading, summary, shape, machine.get("cores_used", machine.get("cpu_count")), served)
+
+
+def _predictor(path: Path, reading: dict) -> pd.DataFrame | None:
+    """predictor_speed.json as a table (one row per run: its shape, ms per product of each step) and, per run, its
+    retrieve + rank against the 2.5 ms target (added to `reading`; met only at 1M labels or more, as the benchmark's)."""
+    if not path.exists():
+        return None
+    rows = []
+    for r in json.loads(path.read_text())["results"]:
+        one, batch = r["one_product_1_thread"], r["batch"]
+        rows.append({"run": r["run"], "labels": r["labels"], "fit_points": r["fit_points"], "shortlist": r["shortlist"],
+                     "second source": r["second_source"], "vote index": r["vote_index"], "label side": r["label_side"],
+                     "Module I ms": one["encode_ms"], "retrieve ms": one["retrieve_ms"], "rank ms": one["rank_ms"],
+                     "retrieve + rank ms": one["retrieve_rank_ms"],
+                     "batch retrieve + rank ms": round(batch["retrieve_ms"] + batch["rank_ms"], 3),
+                     "peak GB": r["peak_rss_gb"], "commit": (r.get("git") or {}).get("commit", "")[:7]})
+        reading[f"Predictor, one product ({r['run']})"] = {
+            "labels": r["labels"], "ms": one["retrieve_rank_ms"], "with_module1_ms": round(one["retrieve_rank_ms"] + one["encode_ms"], 3),
+            "target_ms_at_1M": TARGET_MS, "meets_target": bool(r["labels"] >= 1_000_000 and one["retrieve_rank_ms"] <= TARGET_MS)}
+    return pd.DataFrame(rows)
 
 
 def _shape(path: Path, reading: dict) -> pd.DataFrame | None:
