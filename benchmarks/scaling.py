@@ -2,14 +2,15 @@
 P-I-bag HNSW index, Module III's training-point votes, Module IV's pair scores, the fusion) on planted synthetic data
 at D = 192: L labels in clusters, a bag of `--bag` descriptors per label, twice as many fit points as labels (each
 with its label and one more of the same cluster), encoders excluded. Per L, in a process of its own (so that its
-peak memory is its own): index build times, ms per point of each step for one query at a time on one thread (mean of 50, after 5 untimed) and for
-batches of 200 on every core, the fit-point votes with an exact and an HNSW index (recall against exact), P@1 of the
-fused score on the planted truth, and peak memory; napkinXC PLT on TF-IDF of the labels' planted token titles at the
-same L beside it, and PECOS XR-Linear where a Python with libpecos is found ($MUFIN_PECOS_PYTHON), both up to
---plt-max labels (PLT's training grows fastest). Writes runs/benchmarks/scaling.json; notebook
-13_scaling plots it.
+peak memory is its own): index build times, ms per point of each step for one query at a time on one thread (mean of
+50, after 5 untimed) and for batches of 200 on every core, the fit-point votes with an exact and an HNSW index (recall
+against exact), P@1 of the fused score on the planted truth, and peak memory; napkinXC PLT on TF-IDF of the labels'
+planted token titles at the same L beside it up to --plt-max labels (its training grows fastest), and PECOS XR-Linear
+up to --pecos-max where a Python with libpecos is found ($MUFIN_PECOS_PYTHON; --peers-only adds the peers to an
+existing result). Writes runs/benchmarks/scaling.json; notebook 13_scaling plots it.
 
     python benchmarks/scaling.py [--sizes 10000,100000,300000,1000000] [--queries 200]
+    MUFIN_PECOS_PYTHON=~/pecos-env/bin/python python benchmarks/scaling.py --peers-only --sizes 300000,1000000
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def _ms(fn, n_points: int, repeat: int = 1) -> float:
     return 1000 * (time.perf_counter() - t) / (repeat * n_points)
 
 
-def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max: int) -> dict:
+def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max: int, pecos_max: int) -> dict:
     import faiss
     import torch
 
@@ -94,7 +95,7 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
     from mufin_lib.retrieval import (IndexParams, LabelIndex, TrainVotes, VectorIndex, index_bytes, merge_shortlists,
                                      topk_overlap)
 
-    out = {"L": L, "fit_points": 2 * L, "bag": bag, "D": D, "queries": n_query, "shortlist": shortlist}
+    out = {"L": L, "fit_points": 2 * L, "bag": bag, "D": D, "queries": n_query, "shortlist": shortlist, "seed": seed}
     t = time.perf_counter()
     Z, desc, owner, Xf, Y, Xq, lq, cl = planted(L, bag, n_query, seed)
     out["generate_s"] = round(time.perf_counter() - t, 1)
@@ -202,13 +203,7 @@ def one_size(L: int, bag: int, n_query: int, shortlist: int, seed: int, plt_max:
     # Module I alone through the index (the paper's retrieval), P@1 on the same truth
     _, sl = index.search(Xq, 1)
     out["index_top1_P@1"] = round(100 * float((sl[:, 0] == lq).mean()), 2)
-    if L <= plt_max:
-        from mufin_lib.baselines import pecos_python
-
-        Xtr, Xte = _tfidf(L, cl, lq, Y, seed)
-        out["plt"] = _plt(Xtr, Xte, lq, Y, seed)
-        py = pecos_python()  # $MUFIN_PECOS_PYTHON or this Python, where one imports pecos
-        out["pecos"] = _pecos(Xtr, Xte, lq, Y, py) if py else "not installed (MUFIN_PECOS_PYTHON: a Python with libpecos)"
+    out |= _peers(L, cl, lq, Y, seed, plt_max, pecos_max)
     out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
     return out
 
@@ -304,6 +299,41 @@ def _pecos(Xtr, Xte, lq, Y, python: str) -> dict:
             "P@1": round(100 * float((top == lq).mean()), 2)}
 
 
+def _peers(L, cl, lq, Y, seed, plt_max: int, pecos_max: int) -> dict:
+    """PLT up to plt_max labels, PECOS up to pecos_max (where a Python with libpecos is found), on the same TF-IDF."""
+    from mufin_lib.baselines import pecos_python
+
+    out = {}
+    if L > max(plt_max, pecos_max):
+        return out
+    Xtr, Xte = _tfidf(L, cl, lq, Y, seed)
+    if L <= plt_max:
+        out["plt"] = _plt(Xtr, Xte, lq, Y, seed)
+    if L <= pecos_max:
+        py = pecos_python()  # $MUFIN_PECOS_PYTHON or this Python, where one imports pecos
+        out["pecos"] = _pecos(Xtr, Xte, lq, Y, py) if py else "not installed (MUFIN_PECOS_PYTHON: a Python with libpecos)"
+    return out
+
+
+def peers_only(path: Path, L: int, bag: int, n_query: int, seed: int, plt_max: int, pecos_max: int) -> None:
+    """The peers alone at L, on the same planted data (the same seed, bag and queries), added to that L's entry of an
+    existing scaling.json with the commit that measured them (`peers_git`): a peer installed after the MUFIN path ran."""
+    from mufin_lib.paths import atomic_write
+    from mufin_lib.run import git_commit
+
+    rec = json.loads(path.read_text())
+    entry = next((r for r in rec["results"] if r.get("L") == L and "error" not in r), None)
+    if entry is None or (entry["bag"], entry["queries"], entry.get("seed", 0)) != (bag, n_query, seed):
+        raise SystemExit(f"{path}: no entry at L = {L} with bag {bag}, {n_query} queries and seed {seed} to add the peers to")
+    _, _, _, _, Y, _, lq, cl = planted(L, bag, n_query, seed)
+    got = _peers(L, cl, lq, Y, seed, plt_max, pecos_max)
+    entry |= got | {"peers_git": git_commit(),
+                    "peers_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}
+    with atomic_write(path) as f:
+        json.dump(rec, f, indent=2)
+    print(json.dumps({"L": L, **got}))
+
+
 def _provenance() -> dict:
     """The commit and the machine a result came from; cores_used: the cores this process may run on (taskset pins it
     below cpu_count)."""
@@ -320,6 +350,9 @@ def main():
     ap.add_argument("--shortlist", type=int, default=100)
     ap.add_argument("--bag", type=int, default=2, help="descriptors per label (H&M and MANGO: a title and a photo)")
     ap.add_argument("--plt-max", type=int, default=100000)
+    ap.add_argument("--pecos-max", type=int, default=1000000, help="PECOS trains in seconds where PLT takes an hour")
+    ap.add_argument("--peers-only", action="store_true",
+                    help="the peers alone, added to each size's entry of an existing runs/benchmarks/scaling.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--rank-only", action="store_true",
@@ -334,15 +367,21 @@ def main():
             json.dump({"benchmark": "scaling_rank", **_provenance(), "results": res}, f, indent=1)
         return
     if a.one:
-        print(json.dumps(one_size(a.one, a.bag, a.queries, a.shortlist, a.seed, a.plt_max)))
+        print(json.dumps(one_size(a.one, a.bag, a.queries, a.shortlist, a.seed, a.plt_max, a.pecos_max)))
         return
     from mufin_lib.paths import RUNS_DIR, atomic_write
+
+    if a.peers_only:
+        for L in [int(x) for x in a.sizes.split(",")]:
+            peers_only(RUNS_DIR / "benchmarks" / "scaling.json", L, a.bag, a.queries, a.seed, a.plt_max, a.pecos_max)
+        return
 
     results = []
     for L in [int(x) for x in a.sizes.split(",")]:
         t = time.perf_counter()
         r = subprocess.run([sys.executable, __file__, "--one", str(L), "--queries", str(a.queries), "--shortlist",
-                            str(a.shortlist), "--bag", str(a.bag), "--plt-max", str(a.plt_max), "--seed", str(a.seed)],
+                            str(a.shortlist), "--bag", str(a.bag), "--plt-max", str(a.plt_max), "--pecos-max", str(a.pecos_max),
+                            "--seed", str(a.seed)],
                            capture_output=True, text=True)
         if r.returncode != 0:
             results.append({"L": L, "error": r.stderr[-2000:]})

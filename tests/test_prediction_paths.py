@@ -1,10 +1,14 @@
 """Prediction's label-side work done ahead (issue 27) gives the scores of the per-query path; the vote index is built
 once and its HNSW form agrees with exact search where the neighbours are clear; one search serves the shortlist and
 the fusion; HNSW's efSearch covers the vectors asked of faiss."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _setup(L=40, D=16, seed=0):
@@ -235,6 +239,28 @@ def test_model_folder_carries_the_hnsw_vote_index(smoke_run, tmp_path, monkeypat
     (folder / "votes.faiss").unlink()
     with pytest.raises(FileNotFoundError, match="votes.faiss: missing"):
         Predictor.load(folder)
+
+
+@pytest.mark.smoke
+def test_predictor_speed_times_the_runs_predictor_on_its_own_points(smoke_run):
+    """benchmarks/predictor_speed.py builds the run's Predictor without its encoders (put back afterwards), feeds the
+    test points' bags, and reports the run's shape and each step's ms."""
+    import importlib.util
+
+    import mufin_lib.predictor as pm
+    from mufin_lib.artifacts import open_run
+
+    spec = importlib.util.spec_from_file_location("predictor_speed", ROOT / "benchmarks" / "predictor_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = pm.load_text_encoder
+    r = bench.measure(str(smoke_run[0]), 12, 0)
+    assert pm.load_text_encoder is before  # the encoders' loader is the kit's again
+    run = open_run(smoke_run[0])
+    assert r["labels"] == len(run.dataset.uids["label"]) and r["fit_points"] == len(run.fit_embeddings)
+    one = r["one_product_1_thread"]
+    assert one["products"] == 7 and len(r["warm_up_ms"]) == 5 and r["batch"]["products"] == 12
+    assert one["retrieve_ms"] > 0 and one["rank_ms"] > 0 and one["retrieve_rank_ms"] == round(one["retrieve_ms"] + one["rank_ms"], 3)
 
 
 def test_index_bytes_is_the_serialised_size():
