@@ -57,7 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/module1_throughput.py
 	$(BIN)/mufin run --only 11 --publish  # plots them (runs/<id>/benchmarks/, figures/)
 
-# Prediction cost against L, 10K to 1M labels (about half an hour on 2 cores), then notebook 13 plots it
+# Prediction cost against L, 10K to 1M labels (REPRODUCE.md gives its time), then notebook 13 plots it
 scaling: $(STAMP)
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/mufin run --only 13 --publish

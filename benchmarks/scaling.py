@@ -350,7 +350,7 @@ def main():
     ap.add_argument("--shortlist", type=int, default=100)
     ap.add_argument("--bag", type=int, default=2, help="descriptors per label (H&M and MANGO: a title and a photo)")
     ap.add_argument("--plt-max", type=int, default=100000)
-    ap.add_argument("--pecos-max", type=int, default=1000000, help="PECOS trains in seconds where PLT takes an hour")
+    ap.add_argument("--pecos-max", type=int, default=1000000, help="PECOS trains far faster than PLT at large L (REPRODUCE.md gives both times)")
     ap.add_argument("--peers-only", action="store_true",
                     help="the peers alone, added to each size's entry of an existing runs/benchmarks/scaling.json")
     ap.add_argument("--seed", type=int, default=0)
